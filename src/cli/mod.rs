@@ -1,0 +1,47 @@
+//! The `sft-eval` command line: argument parsing and the commands. The only module that prints.
+
+mod commands;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::{Error, ExitStatus};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sft-eval",
+    version,
+    about = "Did my supervised fine-tune make the model forget what it could do?",
+    long_about = "sft-eval loads Hugging Face checkpoints (config.json + safetensors + tokenizer.json) of the \
+Llama, Mistral, Qwen2, Qwen3, Gemma, Gemma 2, Phi-3 and GPT-2 families and computes what transformers computes.\n\n\
+Exit codes: 0 success, 1 a regression was found, 2 an error (bad input, missing files)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Describe a checkpoint folder: family, size, dtype, vocabulary, context, tokens, template.
+    ///
+    /// Reads config.json, tokenizer files and safetensors headers (no tensor data), checks every
+    /// tensor's name and shape against the config, and renders the chat template once.
+    Inspect(InspectArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InspectArgs {
+    /// A Hugging Face checkpoint folder (config.json, model.safetensors or shards, tokenizer.json).
+    pub model_dir: PathBuf,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(cli: Cli) -> Result<ExitStatus, Error> {
+    match cli.command {
+        Command::Inspect(args) => commands::inspect::run(&args),
+    }
+}

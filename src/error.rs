@@ -1,0 +1,47 @@
+//! The top-level error and the exit-code contract.
+//!
+//! Exit codes: 0 success (a gate passed), 1 a regression was found (a result, not an error),
+//! 2 an error stopped the work — bad input, missing files, anything unexpected.
+
+use crate::model::ModelError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+
+    #[error("{path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl Error {
+    /// Advice printed as `hint:` lines under the error.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::Model(e) => e.hint(),
+            _ => None,
+        }
+    }
+}
+
+/// What the process exits with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    Success = 0,
+    /// a regression was found (gate failed)
+    Failure = 1,
+    /// an error stopped the work
+    Error = 2,
+}
+
+impl From<ExitStatus> for std::process::ExitCode {
+    fn from(s: ExitStatus) -> Self {
+        std::process::ExitCode::from(s as u8)
+    }
+}

@@ -1,0 +1,731 @@
+//! One decoder for every supported family: pre-norm blocks of (GQA) self-attention and an MLP,
+//! shaped by a [`DecoderConfig`]. Full-sequence forward over right-padded batches for training
+//! and scoring, and incremental decoding with a [`KvCache`].
+
+use candle_core::{DType, Device, Module, Result, Tensor, D};
+
+use super::arch::WeightLayout;
+use super::config::{DecoderConfig, MlpKind, NormKind, Positions};
+use super::layers::{activate, softcap, softmax_last, Linear, Norm};
+use super::params::Params;
+use super::rope::{apply_rotary, RopeScaling, RopeSpec};
+use super::ModelError;
+
+/// Added to attention scores of masked positions. Finite on purpose: `-inf` turns fully masked
+/// rows into NaN, in the loss and in the gradients.
+const MASKED: f32 = -1e9;
+
+#[derive(Debug, Clone)]
+enum Qkv {
+    Split { q: Linear, k: Linear, v: Linear },
+    Fused(Linear),
+}
+
+#[derive(Debug, Clone)]
+struct Attention {
+    qkv: Qkv,
+    o: Linear,
+    q_norm: Option<Norm>,
+    k_norm: Option<Norm>,
+}
+
+#[derive(Debug, Clone)]
+enum Mlp {
+    Gated {
+        gate: Linear,
+        up: Linear,
+        down: Linear,
+    },
+    GatedFused {
+        gate_up: Linear,
+        down: Linear,
+    },
+    Plain {
+        fc: Linear,
+        proj: Linear,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Block {
+    attn_norm: Norm,
+    attn: Attention,
+    post_attn_norm: Option<Norm>,
+    mlp_norm: Norm,
+    mlp: Mlp,
+    post_mlp_norm: Option<Norm>,
+    sliding_window: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    cfg: DecoderConfig,
+    embed: Tensor,
+    pos_embed: Option<Tensor>,
+    blocks: Vec<Block>,
+    final_norm: Norm,
+    lm_head: Tensor,
+    rope: Option<RopeSpec>,
+}
+
+/// Key/value tensors of past positions, per layer, for incremental decoding of a batch.
+///
+/// Rows advance together in slots; each slot remembers the position it holds in its row, or
+/// that it holds padding, so right-padded prompts of different lengths decode correctly.
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+    /// per row, per slot: position, or -1 for padding
+    slot_pos: Vec<Vec<i64>>,
+    /// per row: number of real tokens seen
+    lengths: Vec<usize>,
+}
+
+impl KvCache {
+    pub fn new(num_layers: usize, batch: usize) -> KvCache {
+        KvCache {
+            layers: vec![None; num_layers],
+            slot_pos: vec![Vec::new(); batch],
+            lengths: vec![0; batch],
+        }
+    }
+    pub fn lengths(&self) -> &[usize] {
+        &self.lengths
+    }
+    pub fn batch(&self) -> usize {
+        self.lengths.len()
+    }
+}
+
+impl Decoder {
+    pub fn config(&self) -> &DecoderConfig {
+        &self.cfg
+    }
+
+    /// Build from checkpoint tensors, checking every shape against the config.
+    pub fn load(
+        cfg: &DecoderConfig,
+        layout: WeightLayout,
+        p: &mut Params,
+    ) -> std::result::Result<Decoder, ModelError> {
+        match layout {
+            WeightLayout::LlamaLike => load_llama_like(cfg, p),
+            WeightLayout::Gpt2 => load_gpt2(cfg, p),
+        }
+    }
+
+    /// Total length at which cached decoding must start over to compute what transformers
+    /// computes: with `longrope`, frequencies switch to the long factors for every position once
+    /// the sequence passes `original_max_position_embeddings`, and transformers' Phi-3 then drops
+    /// its cache and recomputes the prefix.
+    pub fn recompute_boundary(&self) -> Option<usize> {
+        match self.rope.as_ref().map(|r| &r.scaling) {
+            Some(RopeScaling::LongRope {
+                original_max_position_embeddings,
+                ..
+            }) => Some(*original_max_position_embeddings),
+            _ => None,
+        }
+    }
+
+    /// Length past which RoPE frequencies depend on the sequence length (`longrope`, `dynamic`),
+    /// so that cached and recomputed results may legitimately differ.
+    pub fn length_dependent_limit(&self) -> Option<usize> {
+        match self.rope.as_ref().map(|r| &r.scaling) {
+            Some(RopeScaling::LongRope {
+                original_max_position_embeddings,
+                ..
+            }) => Some(*original_max_position_embeddings),
+            Some(RopeScaling::Dynamic {
+                max_position_embeddings,
+                ..
+            }) => Some(*max_position_embeddings),
+            _ => None,
+        }
+    }
+
+    pub fn embed_tokens(&self) -> &Tensor {
+        &self.embed
+    }
+
+    /// Hidden states after the final norm for a right-padded batch: `ids` is `[b, t]` (u32),
+    /// `lengths[i]` the real length of row `i`. Positions start at 0 in every row; rows never
+    /// attend to padding. Returns `[b, t, hidden]`.
+    pub fn forward_hidden(&self, ids: &Tensor, lengths: &[usize]) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        if lengths.len() != b {
+            candle_core::bail!("{} lengths for a batch of {b}", lengths.len());
+        }
+        let pos: Vec<Vec<i64>> = (0..b).map(|_| (0..t as i64).collect()).collect();
+        let valid: Vec<Vec<bool>> = lengths
+            .iter()
+            .map(|&l| (0..t).map(|j| j < l).collect())
+            .collect();
+        let key_pos: Vec<Vec<i64>> = pos
+            .iter()
+            .zip(&valid)
+            .map(|(p, v)| {
+                p.iter()
+                    .zip(v)
+                    .map(|(&p, &v)| if v { p } else { -1 })
+                    .collect()
+            })
+            .collect();
+        self.run(ids, &pos, &key_pos, None)
+    }
+
+    /// Logits `[b, t, vocab]` for every position of a right-padded batch.
+    pub fn forward(&self, ids: &Tensor, lengths: &[usize]) -> Result<Tensor> {
+        let h = self.forward_hidden(ids, lengths)?;
+        self.logits(&h)
+    }
+
+    /// The output head (and Gemma 2's final soft-cap) applied to hidden states `[.., hidden]`.
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        let head = Linear {
+            weight: self.lm_head.clone(),
+            bias: None,
+            in_out: false,
+        };
+        let logits = head.forward(hidden)?;
+        match self.cfg.final_softcap {
+            Some(c) => softcap(&logits, c),
+            None => Ok(logits),
+        }
+    }
+
+    pub fn new_cache(&self, batch: usize) -> KvCache {
+        KvCache::new(self.cfg.num_layers, batch)
+    }
+
+    /// Feed `ids` (`[b, t_new]`, right-padded: row `i` has `new_lengths[i]` real tokens) after
+    /// what `cache` holds; returns logits `[b, t_new, vocab]` and extends the cache.
+    pub fn forward_cached(
+        &self,
+        ids: &Tensor,
+        new_lengths: &[usize],
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        if cache.batch() != b || new_lengths.len() != b {
+            candle_core::bail!("cache of batch {} fed a batch of {b}", cache.batch());
+        }
+        let pos: Vec<Vec<i64>> = (0..b)
+            .map(|i| (0..t).map(|j| (cache.lengths[i] + j) as i64).collect())
+            .collect();
+        let mut key_pos = cache.slot_pos.clone();
+        for i in 0..b {
+            key_pos[i].extend((0..t).map(|j| if j < new_lengths[i] { pos[i][j] } else { -1 }));
+        }
+        let h = self.run(ids, &pos, &key_pos, Some(cache))?;
+        cache.slot_pos = key_pos;
+        for (l, n) in cache.lengths.iter_mut().zip(new_lengths) {
+            *l += n;
+        }
+        self.logits(&h)
+    }
+
+    /// The shared forward: `pos[i][j]` is the position of new token `j` in row `i`;
+    /// `key_pos[i]` lists the positions of every key (cached then new), -1 for padding.
+    fn run(
+        &self,
+        ids: &Tensor,
+        pos: &[Vec<i64>],
+        key_pos: &[Vec<i64>],
+        mut cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        let device = ids.device();
+        let dtype = self.embed.dtype();
+        let flat_ids = ids.flatten_all()?;
+        let mut x = self
+            .embed
+            .index_select(&flat_ids, 0)?
+            .reshape((b, t, self.cfg.hidden_size))?;
+        if let Some(s) = self.cfg.embed_scale {
+            // transformers multiplies by the scale rounded to the weights' dtype
+            let s = Tensor::new(s as f32, device)?.to_dtype(dtype)?;
+            x = x.broadcast_mul(&s)?;
+        }
+        let flat_pos: Vec<u32> = pos.iter().flatten().map(|&p| p as u32).collect();
+        let pos_t = Tensor::from_vec(flat_pos, b * t, device)?;
+        if let Some(pe) = &self.pos_embed {
+            x = (x + pe
+                .index_select(&pos_t, 0)?
+                .reshape((b, t, self.cfg.hidden_size))?)?;
+        }
+        let rope = match &self.rope {
+            Some(r) => Some(self.rotary_tables(r, pos, key_pos, device, dtype)?),
+            None => None,
+        };
+        let global_mask = attention_mask(pos, key_pos, None, device, dtype)?;
+        let mut window_masks: Vec<(usize, Tensor)> = Vec::new();
+        for (li, block) in self.blocks.iter().enumerate() {
+            let mask = match block.sliding_window {
+                None => global_mask.clone(),
+                Some(w) => match window_masks.iter().find(|(ww, _)| *ww == w) {
+                    Some((_, m)) => m.clone(),
+                    None => {
+                        let m = attention_mask(pos, key_pos, Some(w), device, dtype)?;
+                        window_masks.push((w, m.clone()));
+                        m
+                    }
+                },
+            };
+            let layer_cache = cache.as_mut().map(|c| &mut c.layers[li]);
+            x = self.block_forward(block, &x, rope.as_ref(), &mask, layer_cache)?;
+        }
+        self.final_norm.forward(&x)
+    }
+
+    /// cos/sin for the new tokens: `[t, half]` when every row holds positions `0..t`, else
+    /// `[b, t, half]`. Length-dependent RoPE (longrope, dynamic) takes each row's own length, so a
+    /// row scores the same alone or in any batch (transformers would use the batch's longest).
+    fn rotary_tables(
+        &self,
+        r: &RopeSpec,
+        pos: &[Vec<i64>],
+        key_pos: &[Vec<i64>],
+        device: &Device,
+        dtype: DType,
+    ) -> Result<(Tensor, Tensor)> {
+        let b = pos.len();
+        let t = pos.first().map_or(0, Vec::len);
+        let max_pos = pos.iter().flatten().copied().max().unwrap_or(0) as usize;
+        let (cos, sin) = if self.length_dependent_limit().is_some() {
+            let mut cs = Vec::with_capacity(b);
+            let mut ss = Vec::with_capacity(b);
+            for (p, k) in pos.iter().zip(key_pos) {
+                let row_len = k.iter().copied().max().unwrap_or(0).max(0) as usize + 1;
+                let p: Vec<usize> = p.iter().map(|&x| x as usize).collect();
+                let (c, s) = r.cos_sin_at(&p, row_len, device)?;
+                cs.push(c);
+                ss.push(s);
+            }
+            (Tensor::stack(&cs, 0)?, Tensor::stack(&ss, 0)?)
+        } else {
+            let (cos, sin) = r.cos_sin(max_pos + 1, device)?;
+            let uniform = pos
+                .iter()
+                .all(|p| p.iter().enumerate().all(|(j, &q)| q == j as i64));
+            if uniform {
+                (cos.narrow(0, 0, t)?, sin.narrow(0, 0, t)?)
+            } else {
+                let half = cos.dim(1)?;
+                let flat: Vec<u32> = pos.iter().flatten().map(|&p| p as u32).collect();
+                let idx = Tensor::from_vec(flat, b * t, device)?;
+                (
+                    cos.index_select(&idx, 0)?.reshape((b, t, half))?,
+                    sin.index_select(&idx, 0)?.reshape((b, t, half))?,
+                )
+            }
+        };
+        Ok((cos.to_dtype(dtype)?, sin.to_dtype(dtype)?))
+    }
+
+    fn block_forward(
+        &self,
+        block: &Block,
+        x: &Tensor,
+        rope: Option<&(Tensor, Tensor)>,
+        mask: &Tensor,
+        cache: Option<&mut Option<(Tensor, Tensor)>>,
+    ) -> Result<Tensor> {
+        let h = block.attn_norm.forward(x)?;
+        let mut h = self.attention(&block.attn, &h, rope, mask, cache)?;
+        if let Some(n) = &block.post_attn_norm {
+            h = n.forward(&h)?;
+        }
+        let x = (x + h)?;
+        let h = block.mlp_norm.forward(&x)?;
+        let mut h = self.mlp(&block.mlp, &h)?;
+        if let Some(n) = &block.post_mlp_norm {
+            h = n.forward(&h)?;
+        }
+        x + h
+    }
+
+    fn attention(
+        &self,
+        a: &Attention,
+        x: &Tensor,
+        rope: Option<&(Tensor, Tensor)>,
+        mask: &Tensor,
+        cache: Option<&mut Option<(Tensor, Tensor)>>,
+    ) -> Result<Tensor> {
+        let cfg = &self.cfg;
+        let (b, t, _) = x.dims3()?;
+        let (hd, nh, nkv) = (cfg.head_dim, cfg.num_heads, cfg.num_kv_heads);
+        let (q, k, v) = match &a.qkv {
+            Qkv::Split { q, k, v } => (q.forward(x)?, k.forward(x)?, v.forward(x)?),
+            Qkv::Fused(l) => {
+                let qkv = l.forward(x)?;
+                (
+                    qkv.narrow(D::Minus1, 0, nh * hd)?,
+                    qkv.narrow(D::Minus1, nh * hd, nkv * hd)?,
+                    qkv.narrow(D::Minus1, nh * hd + nkv * hd, nkv * hd)?,
+                )
+            }
+        };
+        let mut q = q.reshape((b, t, nh, hd))?;
+        let mut k = k.reshape((b, t, nkv, hd))?;
+        if let Some(n) = &a.q_norm {
+            q = n.forward(&q)?;
+        }
+        if let Some(n) = &a.k_norm {
+            k = n.forward(&k)?;
+        }
+        let mut q = q.transpose(1, 2)?.contiguous()?;
+        let mut k = k.transpose(1, 2)?.contiguous()?;
+        let v = v.reshape((b, t, nkv, hd))?.transpose(1, 2)?.contiguous()?;
+        if let Some((cos, sin)) = rope {
+            // candle's cat along the last dim returns a strided view that matmul rejects
+            q = apply_rotary(&q, cos, sin)?.contiguous()?;
+            k = apply_rotary(&k, cos, sin)?.contiguous()?;
+        }
+        let (k, v) = match cache {
+            Some(slot) => {
+                let (k, v) = match slot.take() {
+                    Some((pk, pv)) => (Tensor::cat(&[&pk, &k], 2)?, Tensor::cat(&[&pv, &v], 2)?),
+                    None => (k, v),
+                };
+                *slot = Some((k.clone(), v.clone()));
+                (k, v)
+            }
+            None => (k, v),
+        };
+        let k = repeat_kv(&k, nh / nkv)?;
+        let v = repeat_kv(&v, nh / nkv)?;
+        let mut scores = (q.matmul(&k.t()?)? * cfg.attn_scale)?;
+        if let Some(c) = cfg.attn_softcap {
+            scores = softcap(&scores, c)?;
+        }
+        let scores = scores.broadcast_add(mask)?;
+        let probs = softmax_last(&scores.to_dtype(DType::F32)?)?.to_dtype(q.dtype())?;
+        let out = probs
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .reshape((b, t, nh * hd))?;
+        a.o.forward(&out)
+    }
+
+    fn mlp(&self, m: &Mlp, x: &Tensor) -> Result<Tensor> {
+        let act = self.cfg.activation;
+        match m {
+            Mlp::Gated { gate, up, down } => {
+                down.forward(&(activate(&gate.forward(x)?, act)? * up.forward(x)?)?)
+            }
+            Mlp::GatedFused { gate_up, down } => {
+                let gu = gate_up.forward(x)?;
+                let n = gu.dim(D::Minus1)? / 2;
+                let gate = gu.narrow(D::Minus1, 0, n)?;
+                let up = gu.narrow(D::Minus1, n, n)?;
+                down.forward(&(activate(&gate, act)? * up)?)
+            }
+            Mlp::Plain { fc, proj } => proj.forward(&activate(&fc.forward(x)?, act)?),
+        }
+    }
+}
+
+fn repeat_kv(x: &Tensor, n_rep: usize) -> Result<Tensor> {
+    if n_rep == 1 {
+        return Ok(x.clone());
+    }
+    let (b, kv, t, d) = x.dims4()?;
+    x.unsqueeze(2)?
+        .broadcast_as((b, kv, n_rep, t, d))?
+        .reshape((b, kv * n_rep, t, d))
+}
+
+/// Additive mask `[b, 1, t_q, t_k]`: 0 where query may see key, [`MASKED`] elsewhere.
+fn attention_mask(
+    q_pos: &[Vec<i64>],
+    k_pos: &[Vec<i64>],
+    window: Option<usize>,
+    device: &Device,
+    dtype: DType,
+) -> Result<Tensor> {
+    let b = q_pos.len();
+    let tq = q_pos.first().map_or(0, Vec::len);
+    let tk = k_pos.first().map_or(0, Vec::len);
+    let mut m = vec![0f32; b * tq * tk];
+    for i in 0..b {
+        for (j, &q) in q_pos[i].iter().enumerate() {
+            let row = &mut m[(i * tq + j) * tk..(i * tq + j + 1) * tk];
+            for (slot, &k) in k_pos[i].iter().enumerate() {
+                let visible = k >= 0 && k <= q && window.is_none_or(|w| q - k < w as i64);
+                if !visible {
+                    row[slot] = MASKED;
+                }
+            }
+        }
+    }
+    Tensor::from_vec(m, (b, 1, tq, tk), device)?.to_dtype(dtype)
+}
+
+fn norm(
+    p: &mut Params,
+    cfg: &DecoderConfig,
+    name: &str,
+    dim: usize,
+) -> std::result::Result<Norm, ModelError> {
+    let weight = p.get(&format!("{name}.weight"), &[dim])?;
+    let bias = if cfg.norm == NormKind::Layer {
+        p.get_opt(&format!("{name}.bias"), &[dim])?
+    } else {
+        None
+    };
+    Ok(Norm {
+        weight,
+        bias,
+        kind: cfg.norm,
+        eps: cfg.norm_eps,
+    })
+}
+
+fn linear(
+    p: &mut Params,
+    name: &str,
+    inp: usize,
+    out: usize,
+    bias: bool,
+) -> std::result::Result<Linear, ModelError> {
+    let weight = p.get(&format!("{name}.weight"), &[out, inp])?;
+    let bias = if bias {
+        Some(p.get(&format!("{name}.bias"), &[out])?)
+    } else {
+        None
+    };
+    Ok(Linear {
+        weight,
+        bias,
+        in_out: false,
+    })
+}
+
+fn conv1d(
+    p: &mut Params,
+    name: &str,
+    inp: usize,
+    out: usize,
+) -> std::result::Result<Linear, ModelError> {
+    let weight = p.get(&format!("{name}.weight"), &[inp, out])?;
+    let bias = Some(p.get(&format!("{name}.bias"), &[out])?);
+    Ok(Linear {
+        weight,
+        bias,
+        in_out: true,
+    })
+}
+
+/// The output head: `lm_head.weight` unless the embeddings are tied (or the head is not stored).
+fn lm_head(
+    cfg: &DecoderConfig,
+    p: &mut Params,
+    head_name: &str,
+    embed_name: &str,
+    embed: &Tensor,
+) -> std::result::Result<Tensor, ModelError> {
+    if cfg.tie_word_embeddings {
+        p.alias(head_name, embed_name);
+        return Ok(embed.clone());
+    }
+    if !p.has(head_name) {
+        return Err(ModelError::MissingTensor {
+            path: p.files.path_of(head_name),
+            name: head_name.to_string(),
+        });
+    }
+    p.get(head_name, &[cfg.vocab_size, cfg.hidden_size])
+}
+
+fn rope_of(cfg: &DecoderConfig) -> Option<RopeSpec> {
+    match &cfg.positions {
+        Positions::Rope(r) => Some(r.clone()),
+        Positions::Learned { .. } => None,
+    }
+}
+
+fn load_llama_like(
+    cfg: &DecoderConfig,
+    p: &mut Params,
+) -> std::result::Result<Decoder, ModelError> {
+    let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+    let embed = p.get("model.embed_tokens.weight", &[cfg.vocab_size, h])?;
+    let mut blocks = Vec::with_capacity(cfg.num_layers);
+    for l in 0..cfg.num_layers {
+        let pre = format!("model.layers.{l}");
+        let qkv = if cfg.fused_qkv {
+            Qkv::Fused(linear(
+                p,
+                &format!("{pre}.self_attn.qkv_proj"),
+                h,
+                cfg.q_dim() + 2 * cfg.kv_dim(),
+                cfg.qkv_bias,
+            )?)
+        } else {
+            Qkv::Split {
+                q: linear(
+                    p,
+                    &format!("{pre}.self_attn.q_proj"),
+                    h,
+                    cfg.q_dim(),
+                    cfg.qkv_bias,
+                )?,
+                k: linear(
+                    p,
+                    &format!("{pre}.self_attn.k_proj"),
+                    h,
+                    cfg.kv_dim(),
+                    cfg.qkv_bias,
+                )?,
+                v: linear(
+                    p,
+                    &format!("{pre}.self_attn.v_proj"),
+                    h,
+                    cfg.kv_dim(),
+                    cfg.qkv_bias,
+                )?,
+            }
+        };
+        let (q_norm, k_norm) = if cfg.qk_norm {
+            (
+                Some(norm(
+                    p,
+                    cfg,
+                    &format!("{pre}.self_attn.q_norm"),
+                    cfg.head_dim,
+                )?),
+                Some(norm(
+                    p,
+                    cfg,
+                    &format!("{pre}.self_attn.k_norm"),
+                    cfg.head_dim,
+                )?),
+            )
+        } else {
+            (None, None)
+        };
+        let attn = Attention {
+            qkv,
+            o: linear(
+                p,
+                &format!("{pre}.self_attn.o_proj"),
+                cfg.q_dim(),
+                h,
+                cfg.o_bias,
+            )?,
+            q_norm,
+            k_norm,
+        };
+        let mlp = match cfg.mlp {
+            MlpKind::GatedFused => Mlp::GatedFused {
+                gate_up: linear(
+                    p,
+                    &format!("{pre}.mlp.gate_up_proj"),
+                    h,
+                    2 * i,
+                    cfg.mlp_bias,
+                )?,
+                down: linear(p, &format!("{pre}.mlp.down_proj"), i, h, cfg.mlp_bias)?,
+            },
+            _ => Mlp::Gated {
+                gate: linear(p, &format!("{pre}.mlp.gate_proj"), h, i, cfg.mlp_bias)?,
+                up: linear(p, &format!("{pre}.mlp.up_proj"), h, i, cfg.mlp_bias)?,
+                down: linear(p, &format!("{pre}.mlp.down_proj"), i, h, cfg.mlp_bias)?,
+            },
+        };
+        let attn_norm = norm(p, cfg, &format!("{pre}.input_layernorm"), h)?;
+        let (post_attn_norm, mlp_norm, post_mlp_norm) = if cfg.sandwich_norms {
+            (
+                Some(norm(p, cfg, &format!("{pre}.post_attention_layernorm"), h)?),
+                norm(p, cfg, &format!("{pre}.pre_feedforward_layernorm"), h)?,
+                Some(norm(
+                    p,
+                    cfg,
+                    &format!("{pre}.post_feedforward_layernorm"),
+                    h,
+                )?),
+            )
+        } else {
+            (
+                None,
+                norm(p, cfg, &format!("{pre}.post_attention_layernorm"), h)?,
+                None,
+            )
+        };
+        blocks.push(Block {
+            attn_norm,
+            attn,
+            post_attn_norm,
+            mlp_norm,
+            mlp,
+            post_mlp_norm,
+            sliding_window: cfg.sliding_window[l],
+        });
+    }
+    let final_norm = norm(p, cfg, "model.norm", h)?;
+    let lm_head = lm_head(
+        cfg,
+        p,
+        "lm_head.weight",
+        "model.embed_tokens.weight",
+        &embed,
+    )?;
+    Ok(Decoder {
+        cfg: cfg.clone(),
+        embed,
+        pos_embed: None,
+        blocks,
+        final_norm,
+        lm_head,
+        rope: rope_of(cfg),
+    })
+}
+
+fn load_gpt2(cfg: &DecoderConfig, p: &mut Params) -> std::result::Result<Decoder, ModelError> {
+    let prefix = if p.has("transformer.wte.weight") {
+        "transformer."
+    } else {
+        ""
+    };
+    let h = cfg.hidden_size;
+    let max_pos = cfg.context_length().unwrap_or(0);
+    let embed = p.get(&format!("{prefix}wte.weight"), &[cfg.vocab_size, h])?;
+    let pos_embed = p.get(&format!("{prefix}wpe.weight"), &[max_pos, h])?;
+    let mut blocks = Vec::with_capacity(cfg.num_layers);
+    for l in 0..cfg.num_layers {
+        let pre = format!("{prefix}h.{l}");
+        let attn = Attention {
+            qkv: Qkv::Fused(conv1d(p, &format!("{pre}.attn.c_attn"), h, 3 * h)?),
+            o: conv1d(p, &format!("{pre}.attn.c_proj"), h, h)?,
+            q_norm: None,
+            k_norm: None,
+        };
+        let mlp = Mlp::Plain {
+            fc: conv1d(p, &format!("{pre}.mlp.c_fc"), h, cfg.intermediate_size)?,
+            proj: conv1d(p, &format!("{pre}.mlp.c_proj"), cfg.intermediate_size, h)?,
+        };
+        blocks.push(Block {
+            attn_norm: norm(p, cfg, &format!("{pre}.ln_1"), h)?,
+            attn,
+            post_attn_norm: None,
+            mlp_norm: norm(p, cfg, &format!("{pre}.ln_2"), h)?,
+            mlp,
+            post_mlp_norm: None,
+            sliding_window: None,
+        });
+    }
+    let final_norm = norm(p, cfg, &format!("{prefix}ln_f"), h)?;
+    let embed_name = format!("{prefix}wte.weight");
+    let lm_head = lm_head(cfg, p, "lm_head.weight", &embed_name, &embed)?;
+    Ok(Decoder {
+        cfg: cfg.clone(),
+        embed,
+        pos_embed: Some(pos_embed),
+        blocks,
+        final_norm,
+        lm_head,
+        rope: None,
+    })
+}

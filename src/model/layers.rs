@@ -1,0 +1,241 @@
+//! Building blocks of the decoder, all built from differentiable candle ops.
+//!
+//! candle 0.11's fused `softmax_last_dim`, `rms_norm`, `layer_norm` and `rope` have no backward
+//! pass: a model built on them silently trains only its head. Everything here composes ops that
+//! have one; fused kernels with their own backward come later, each with a gradient test.
+
+use candle_core::{DType, Module, Result, Tensor, D};
+
+use super::config::{Activation, NormKind};
+
+/// `y = x Wᵀ + b` (PyTorch `nn.Linear`, weight `[out, in]`), or `y = x W + b` for GPT-2's
+/// Conv1D (weight `[in, out]`).
+#[derive(Debug, Clone)]
+pub struct Linear {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+    /// weight stored `[in, out]`
+    pub in_out: bool,
+}
+
+impl Linear {
+    pub fn out_features(&self) -> usize {
+        if self.in_out {
+            self.weight.dim(1).unwrap_or(0)
+        } else {
+            self.weight.dim(0).unwrap_or(0)
+        }
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let last = *dims.last().expect("linear input has a feature dim");
+        let rows: usize = dims[..dims.len() - 1].iter().product();
+        let x2 = x.reshape((rows, last))?;
+        let y = if self.in_out {
+            x2.matmul(&self.weight)?
+        } else {
+            x2.matmul(&self.weight.t()?)?
+        };
+        let y = match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        };
+        let mut out_dims = dims;
+        *out_dims.last_mut().unwrap() = y.dim(1)?;
+        y.reshape(out_dims)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Norm {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+    pub kind: NormKind,
+    pub eps: f64,
+}
+
+impl Module for Norm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let in_dtype = x.dtype();
+        // transformers normalises in f32 whatever the weights' dtype (f64 stays f64)
+        let work = if in_dtype == DType::F64 {
+            DType::F64
+        } else {
+            DType::F32
+        };
+        let x = x.to_dtype(work)?;
+        let w = self.weight.to_dtype(work)?;
+        let y = match self.kind {
+            NormKind::Rms | NormKind::RmsUnitOffset => {
+                let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
+                let xhat = x.broadcast_div(&(ms + self.eps)?.sqrt()?)?;
+                match self.kind {
+                    NormKind::Rms => xhat.to_dtype(in_dtype)?.broadcast_mul(&self.weight)?,
+                    _ => xhat.broadcast_mul(&(w + 1.0)?)?.to_dtype(in_dtype)?,
+                }
+            }
+            NormKind::Layer => {
+                let mean = x.mean_keepdim(D::Minus1)?;
+                let xc = x.broadcast_sub(&mean)?;
+                let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+                let xhat = xc.broadcast_div(&(var + self.eps)?.sqrt()?)?;
+                let y = xhat.broadcast_mul(&w)?;
+                let y = match &self.bias {
+                    Some(b) => y.broadcast_add(&b.to_dtype(work)?)?,
+                    None => y,
+                };
+                y.to_dtype(in_dtype)?
+            }
+        };
+        Ok(y)
+    }
+}
+
+/// candle's fused `gelu`/`gelu_erf` have backward passes built on 6-digit constants (relative
+/// gradient error ~1e-4); these compositions differentiate exactly.
+pub fn activate(x: &Tensor, act: Activation) -> Result<Tensor> {
+    match act {
+        Activation::Silu => x.silu(),
+        Activation::GeluTanh => {
+            // 0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))
+            let c = (2.0 / std::f64::consts::PI).sqrt();
+            let inner = ((x + (x.sqr()?.mul(x)? * 0.044715)?)? * c)?;
+            (x * 0.5)? * (inner.tanh()? + 1.0)?
+        }
+        Activation::Gelu => (x * 0.5)? * ((x / std::f64::consts::SQRT_2)?.erf()? + 1.0)?,
+        Activation::Relu => x.relu(),
+    }
+}
+
+/// Softmax over the last dimension from differentiable ops (max-shifted for stability).
+pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let e = x.broadcast_sub(&max)?.exp()?;
+    let s = e.sum_keepdim(D::Minus1)?;
+    e.broadcast_div(&s)
+}
+
+/// `cap · tanh(x / cap)` (Gemma 2 soft-capping).
+pub fn softcap(x: &Tensor, cap: f64) -> Result<Tensor> {
+    (x / cap)?.tanh()? * cap
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    /// Central finite differences of `f` w.r.t. every element of `x` against autograd.
+    fn check_grad(x: &Tensor, f: impl Fn(&Tensor) -> Result<Tensor>) {
+        let var = Var::from_tensor(x).unwrap();
+        let y = f(var.as_tensor()).unwrap().sum_all().unwrap();
+        let grads = y.backward().unwrap();
+        let g = grads
+            .get(var.as_tensor())
+            .expect("gradient reaches the input")
+            .flatten_all()
+            .unwrap();
+        let g: Vec<f64> = g.to_vec1().unwrap();
+        let base: Vec<f64> = x.flatten_all().unwrap().to_vec1().unwrap();
+        let eps = 1e-6;
+        for i in 0..base.len() {
+            let mut p = base.clone();
+            p[i] += eps;
+            let mut m = base.clone();
+            m[i] -= eps;
+            let fp: f64 = f(&Tensor::from_vec(p, x.shape(), x.device()).unwrap())
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar()
+                .unwrap();
+            let fm: f64 = f(&Tensor::from_vec(m, x.shape(), x.device()).unwrap())
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar()
+                .unwrap();
+            let num = (fp - fm) / (2.0 * eps);
+            let err = (num - g[i]).abs() / num.abs().max(1e-3);
+            assert!(
+                err < 1e-5,
+                "element {i}: autograd {} vs finite difference {num}",
+                g[i]
+            );
+        }
+    }
+
+    fn input() -> Tensor {
+        Tensor::randn(0f64, 1.0, (2, 3, 5), &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn norms_have_correct_gradients() {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f64, 1.0, 5, &dev).unwrap();
+        let b = Tensor::randn(0f64, 1.0, 5, &dev).unwrap();
+        // a non-uniform weighting so the sum is not invariant to the normalisation
+        let r = Tensor::randn(0f64, 1.0, (2, 3, 5), &dev).unwrap();
+        for kind in [NormKind::Rms, NormKind::RmsUnitOffset, NormKind::Layer] {
+            let norm = Norm {
+                weight: w.clone(),
+                bias: Some(b.clone()),
+                kind,
+                eps: 1e-5,
+            };
+            let norm = Norm {
+                bias: if kind == NormKind::Layer {
+                    norm.bias
+                } else {
+                    None
+                },
+                ..norm
+            };
+            check_grad(&input(), |x| norm.forward(x)?.mul(&r));
+        }
+    }
+
+    #[test]
+    fn softmax_activations_and_softcap_have_correct_gradients() {
+        let dev = Device::Cpu;
+        let r = Tensor::randn(0f64, 1.0, (2, 3, 5), &dev).unwrap();
+        check_grad(&input(), |x| softmax_last(x)?.mul(&r));
+        check_grad(&input(), |x| softcap(x, 2.0)?.mul(&r));
+        for act in [Activation::Silu, Activation::GeluTanh, Activation::Gelu] {
+            check_grad(&input(), |x| activate(x, act)?.mul(&r));
+        }
+    }
+
+    #[test]
+    fn linear_matches_both_layouts() {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1.0, (4, 3), &dev).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (2, 5, 3), &dev).unwrap();
+        let a = Linear {
+            weight: w.clone(),
+            bias: None,
+            in_out: false,
+        }
+        .forward(&x)
+        .unwrap();
+        let b = Linear {
+            weight: w.t().unwrap().contiguous().unwrap(),
+            bias: None,
+            in_out: true,
+        }
+        .forward(&x)
+        .unwrap();
+        let d: f32 = (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        assert!(d < 1e-6);
+    }
+}

@@ -1,0 +1,229 @@
+//! Hugging Face checkpoints: load, run, train and save the eight supported decoder families.
+//!
+//! ```no_run
+//! use sft_eval::model::{LoadOptions, Model};
+//! let model = Model::load("path/to/checkpoint".as_ref(), &LoadOptions::default())?;
+//! let ids = model.tokenizer.encode("Hello", true)?;
+//! # Ok::<(), sft_eval::model::ModelError>(())
+//! ```
+
+pub mod arch;
+pub mod chat_template;
+pub mod checkpoint;
+pub mod config;
+pub mod decoder;
+mod error;
+pub mod generate;
+pub mod info;
+pub mod layers;
+pub mod params;
+pub mod rope;
+pub mod tokenizer;
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use serde_json::Value;
+
+pub use arch::{Architecture, Family};
+pub use chat_template::{ChatTemplate, Message};
+pub use config::{DecoderConfig, RawConfig};
+pub use decoder::{Decoder, KvCache};
+pub use error::ModelError;
+pub use tokenizer::Tokenizer;
+
+use checkpoint::{AtomicDir, WeightFiles, CONFIG_FILE, METADATA_FILES};
+use params::Params;
+
+/// How to load a checkpoint.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub device: Device,
+    /// compute dtype; f32 unless asked otherwise (bf16 matmul on CPU is no faster)
+    pub dtype: DType,
+    /// wrap weights as trainable variables (otherwise plain frozen tensors)
+    pub trainable: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            device: Device::Cpu,
+            dtype: DType::F32,
+            trainable: false,
+        }
+    }
+}
+
+/// `generation_config.json`, the parts sft-eval uses.
+#[derive(Debug, Clone, Default)]
+pub struct GenerationDefaults {
+    pub eos_token_id: Vec<u32>,
+    pub bos_token_id: Vec<u32>,
+    pub pad_token_id: Vec<u32>,
+}
+
+/// A loaded checkpoint folder: architecture, weights, tokenizer and chat template.
+pub struct Model {
+    pub dir: PathBuf,
+    pub arch: &'static Architecture,
+    pub raw_config: RawConfig,
+    pub decoder: Decoder,
+    pub params: Params,
+    pub tokenizer: Tokenizer,
+    pub chat_template: Option<ChatTemplate>,
+    pub generation: GenerationDefaults,
+    /// dtype of the stored weights (the most common one)
+    pub stored_dtype: String,
+}
+
+impl Model {
+    pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Model, ModelError> {
+        let (arch, raw, cfg) = read_config(dir)?;
+        let tokenizer = Tokenizer::from_dir(dir)?;
+        let chat_template = ChatTemplate::from_dir(dir)?;
+        let generation = read_generation_config(dir, &cfg)?;
+        let files = WeightFiles::open(dir)?;
+        let stored_dtype = majority_dtype(&files);
+        let mut params = Params::new(files, opts.device.clone(), opts.dtype, opts.trainable);
+        let decoder = Decoder::load(&cfg, arch.layout, &mut params)?;
+        if tokenizer.vocab_size() > cfg.vocab_size {
+            return Err(ModelError::VocabMismatch {
+                path: dir.join("tokenizer.json"),
+                tokenizer: tokenizer.vocab_size(),
+                embedding: cfg.vocab_size,
+            });
+        }
+        Ok(Model {
+            dir: dir.to_path_buf(),
+            arch,
+            raw_config: raw,
+            decoder,
+            params,
+            tokenizer,
+            chat_template,
+            generation,
+            stored_dtype,
+        })
+    }
+
+    pub fn config(&self) -> &DecoderConfig {
+        self.decoder.config()
+    }
+
+    pub fn device(&self) -> &Device {
+        self.params.device()
+    }
+
+    /// Token ids that end generation: generation_config.json's, else config.json's.
+    pub fn eos_token_ids(&self) -> Vec<u32> {
+        if !self.generation.eos_token_id.is_empty() {
+            self.generation.eos_token_id.clone()
+        } else {
+            self.config().eos_token_id.clone()
+        }
+    }
+
+    /// Logits `[b, t, vocab]` for a right-padded batch of token id rows.
+    pub fn forward_batch(&self, rows: &[Vec<u32>]) -> Result<Tensor, ModelError> {
+        let (ids, lengths) =
+            pad_batch(rows, self.device()).map_err(ModelError::candle("building the batch"))?;
+        self.decoder
+            .forward(&ids, &lengths)
+            .map_err(ModelError::candle("forward"))
+    }
+
+    /// Save weights (same names, shapes, dtypes and shard layout as the input), config,
+    /// tokenizer and template files to `out`, atomically.
+    pub fn save(&self, out: &Path, overwrite: bool) -> Result<PathBuf, ModelError> {
+        let dir = AtomicDir::new(out)?;
+        let groups = self.params.to_save()?;
+        let mut weight_map = serde_json::Map::new();
+        let mut total = 0usize;
+        for (file, tensors) in &groups {
+            for (name, t) in tensors {
+                weight_map.insert(name.clone(), Value::String(file.clone()));
+                total += t.elem_count() * t.dtype().size_in_bytes();
+            }
+            checkpoint::write_safetensors(&dir.path().join(file), tensors)?;
+        }
+        if self.params.files.sharded {
+            let index =
+                serde_json::json!({"metadata": {"total_size": total}, "weight_map": weight_map});
+            checkpoint::write_json(&dir.path().join(checkpoint::SHARD_INDEX), &index)?;
+        }
+        checkpoint::write_json(&dir.path().join(CONFIG_FILE), &self.raw_config.value)?;
+        for name in METADATA_FILES {
+            let src = self.dir.join(name);
+            if src.is_file() {
+                let dst = dir.path().join(name);
+                std::fs::copy(&src, &dst).map_err(|e| error::io_error(&src, e))?;
+                checkpoint::set_readable(&dst)?;
+            }
+        }
+        dir.commit(overwrite)
+    }
+}
+
+/// Read config.json and resolve it through the architecture table.
+pub fn read_config(
+    dir: &Path,
+) -> Result<(&'static Architecture, RawConfig, DecoderConfig), ModelError> {
+    if !dir.is_dir() {
+        return Err(ModelError::MissingFile {
+            path: dir.to_path_buf(),
+            hint: Some("pass a Hugging Face checkpoint folder (config.json, model.safetensors, tokenizer.json)".into()),
+        });
+    }
+    let raw = RawConfig::read(&dir.join(CONFIG_FILE))?;
+    let arch = Architecture::of(&raw)?;
+    let cfg = (arch.parse)(&raw)?;
+    Ok((arch, raw, cfg))
+}
+
+fn read_generation_config(
+    dir: &Path,
+    cfg: &DecoderConfig,
+) -> Result<GenerationDefaults, ModelError> {
+    let path = dir.join("generation_config.json");
+    if !path.exists() {
+        return Ok(GenerationDefaults {
+            eos_token_id: cfg.eos_token_id.clone(),
+            bos_token_id: cfg.bos_token_id.clone(),
+            pad_token_id: cfg.pad_token_id.clone(),
+        });
+    }
+    let raw = RawConfig::read(&path)?;
+    Ok(GenerationDefaults {
+        eos_token_id: raw.token_ids("eos_token_id")?,
+        bos_token_id: raw.token_ids("bos_token_id")?,
+        pad_token_id: raw.token_ids("pad_token_id")?,
+    })
+}
+
+fn majority_dtype(files: &WeightFiles) -> String {
+    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    for name in files.tensors.keys() {
+        if let (Some(d), Some(s)) = (files.dtype(name), files.shape(name)) {
+            *counts.entry(format!("{d:?}").to_lowercase()).or_default() +=
+                s.iter().product::<usize>();
+        }
+    }
+    counts
+        .into_iter()
+        .max_by_key(|(_, n)| *n)
+        .map(|(d, _)| d)
+        .unwrap_or_default()
+}
+
+/// Right-pad rows of ids with 0 into a `[b, t]` u32 tensor; returns the real lengths.
+pub fn pad_batch(rows: &[Vec<u32>], device: &Device) -> candle_core::Result<(Tensor, Vec<usize>)> {
+    let t = rows.iter().map(Vec::len).max().unwrap_or(0).max(1);
+    let mut flat = Vec::with_capacity(rows.len() * t);
+    for r in rows {
+        flat.extend_from_slice(r);
+        flat.extend(std::iter::repeat_n(0u32, t - r.len()));
+    }
+    let ids = Tensor::from_vec(flat, (rows.len(), t), device)?;
+    Ok((ids, rows.iter().map(Vec::len).collect()))
+}

@@ -1,0 +1,102 @@
+//! Shared helpers: fixture discovery, reference outputs, tensor comparison.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use serde_json::Value;
+use sft_eval::model::{LoadOptions, Model};
+
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// Every fixture variant that has a model folder and reference outputs.
+pub fn variants() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(fixtures().join("models"))
+        .expect("tests/fixtures/models exists")
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| {
+            fixtures()
+                .join("expected")
+                .join(format!("{n}.json"))
+                .exists()
+        })
+        .collect();
+    v.sort();
+    assert!(
+        v.len() >= 10,
+        "expected fixtures for all eight families, found {v:?}"
+    );
+    v
+}
+
+pub fn model_dir(variant: &str) -> PathBuf {
+    fixtures().join("models").join(variant)
+}
+
+pub fn expected(variant: &str) -> Value {
+    let p = fixtures().join("expected").join(format!("{variant}.json"));
+    serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap()
+}
+
+pub fn expected_tensors(variant: &str) -> HashMap<String, Tensor> {
+    let p = fixtures()
+        .join("expected")
+        .join(format!("{variant}.safetensors"));
+    candle_core::safetensors::load(p, &Device::Cpu).unwrap()
+}
+
+pub fn load(variant: &str) -> Model {
+    Model::load(&model_dir(variant), &LoadOptions::default())
+        .unwrap_or_else(|e| panic!("{variant}: {e}"))
+}
+
+pub fn load_trainable(variant: &str) -> Model {
+    Model::load(
+        &model_dir(variant),
+        &LoadOptions {
+            trainable: true,
+            ..Default::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("{variant}: {e}"))
+}
+
+pub fn ids(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims());
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+/// A fresh temporary folder.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+/// Copy a fixture folder so a test can break it.
+pub fn copy_fixture(variant: &str, to: &Path) -> PathBuf {
+    let dst = to.join(variant);
+    std::fs::create_dir_all(&dst).unwrap();
+    for e in std::fs::read_dir(model_dir(variant)).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+    }
+    dst
+}

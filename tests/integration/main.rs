@@ -1,0 +1,14 @@
+//! The one integration test binary (ripgrep style): each module covers one area.
+
+mod common;
+
+// Parity with transformers on the committed fixtures (tests/fixtures/make_fixtures.py).
+mod parity;
+// Decoding: KV cache equals full recomputation; batching; sampling and stop strings.
+mod decoding;
+// Training readiness: every parameter receives a gradient.
+mod gradients;
+// Save → load round trips, atomically written folders.
+mod save;
+// The command line: `inspect` on every fixture and clear errors on broken copies.
+mod cli_inspect;
