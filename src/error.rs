@@ -10,6 +10,9 @@ pub enum Error {
     #[error(transparent)]
     Model(#[from] ModelError),
 
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+
     #[error("{path}: {source}")]
     Io {
         path: std::path::PathBuf,
@@ -25,6 +28,7 @@ impl Error {
     pub fn hint(&self) -> Option<String> {
         match self {
             Error::Model(e) => e.hint(),
+            Error::Data(e) => e.hint(),
             _ => None,
         }
     }

@@ -1,11 +1,16 @@
 //! sft-eval: did my supervised fine-tune make the model forget what it could do?
 //!
 //! Library layout (dependencies point one way: `cli` → everything else → `model`):
+//! - [`data`]: JSONL training data (prompt/completion, messages, text).
+//! - [`audit`]: data-quality audit of SFT data (duplicates, templates, lengths, diversity, conflicts).
 //! - [`model`]: Hugging Face checkpoints of eight decoder families — load, run, train, save.
 //! - [`error`]: the top-level error type and the exit-code contract.
 //! - [`cli`]: the `sft-eval` command line (the only module that prints).
 
+pub mod audit;
 pub mod cli;
+pub mod data;
 pub mod env_vars;
 pub mod error;
 pub mod model;
+pub mod stats;

@@ -2,6 +2,8 @@
 
 mod commands;
 
+pub use commands::audit::AuditArgs;
+
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -29,6 +31,13 @@ pub enum Command {
     /// Reads config.json, tokenizer files and safetensors headers (no tensor data), checks every
     /// tensor's name and shape against the config, and renders the chat template once.
     Inspect(InspectArgs),
+    /// Audit SFT data quality: duplicates, near duplicates, templates, lengths, diversity, conflicts.
+    ///
+    /// Reads a JSONL file (prompt/completion, messages or text records) and reports exact and
+    /// near duplicates, repeated prompt templates, length distributions, distinct-1/2, prompts
+    /// with conflicting responses, empty and over-long records and per-task counts. Limits
+    /// (--max-duplicate-rate, …) make it a CI check: exit 1 when one is violated.
+    Audit(Box<AuditArgs>),
 }
 
 #[derive(Debug, clap::Args)]
@@ -43,5 +52,6 @@ pub struct InspectArgs {
 pub fn run(cli: Cli) -> Result<ExitStatus, Error> {
     match cli.command {
         Command::Inspect(args) => commands::inspect::run(&args),
+        Command::Audit(args) => commands::audit::run(&args),
     }
 }

@@ -162,13 +162,13 @@ impl ChatTemplate {
             preprocess_source(&source).map_err(|(line, message)| ChatTemplateError::Syntax {
                 origin: origin.clone(),
                 line: Some(line),
-                message: format!("syntax error: {message}"),
+                message,
             })?;
         let env =
             build_environment(&name, &processed).map_err(|err| ChatTemplateError::Syntax {
                 origin: origin.clone(),
                 line: err.line(),
-                message: describe(&err),
+                message: err.detail().unwrap_or("invalid template").to_string(),
             })?;
         let mut special_tokens = Vec::new();
         if let Some(bos) = bos_token {
@@ -331,7 +331,7 @@ impl ChatTemplate {
             return ChatTemplateError::Syntax {
                 origin: self.origin.clone(),
                 line: err.line(),
-                message: describe(&err),
+                message: err.detail().unwrap_or("invalid template").to_string(),
             };
         }
         ChatTemplateError::Render {

@@ -174,6 +174,18 @@ impl Decoder {
         self.run(ids, &pos, &key_pos, None)
     }
 
+    /// Hidden states for packed rows: several documents share a row, `positions[i][j]` restarts
+    /// at 0 for each document and `segments[i][j]` names the document of token `j` (padding
+    /// takes a segment of its own); tokens attend only within their document.
+    pub fn forward_hidden_packed(
+        &self,
+        ids: &Tensor,
+        positions: &[Vec<i64>],
+        segments: &[Vec<u32>],
+    ) -> Result<Tensor> {
+        self.run_masked(ids, positions, positions, Some(segments), None)
+    }
+
     /// Logits `[b, t, vocab]` for every position of a right-padded batch.
     pub fn forward(&self, ids: &Tensor, lengths: &[usize]) -> Result<Tensor> {
         let h = self.forward_hidden(ids, lengths)?;
@@ -232,6 +244,17 @@ impl Decoder {
         ids: &Tensor,
         pos: &[Vec<i64>],
         key_pos: &[Vec<i64>],
+        cache: Option<&mut KvCache>,
+    ) -> Result<Tensor> {
+        self.run_masked(ids, pos, key_pos, None, cache)
+    }
+
+    fn run_masked(
+        &self,
+        ids: &Tensor,
+        pos: &[Vec<i64>],
+        key_pos: &[Vec<i64>],
+        segments: Option<&[Vec<u32>]>,
         mut cache: Option<&mut KvCache>,
     ) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
@@ -258,7 +281,7 @@ impl Decoder {
             Some(r) => Some(self.rotary_tables(r, pos, key_pos, device, dtype)?),
             None => None,
         };
-        let global_mask = attention_mask(pos, key_pos, None, device, dtype)?;
+        let global_mask = attention_mask(pos, key_pos, segments, None, device, dtype)?;
         let mut window_masks: Vec<(usize, Tensor)> = Vec::new();
         for (li, block) in self.blocks.iter().enumerate() {
             let mask = match block.sliding_window {
@@ -266,7 +289,7 @@ impl Decoder {
                 Some(w) => match window_masks.iter().find(|(ww, _)| *ww == w) {
                     Some((_, m)) => m.clone(),
                     None => {
-                        let m = attention_mask(pos, key_pos, Some(w), device, dtype)?;
+                        let m = attention_mask(pos, key_pos, segments, Some(w), device, dtype)?;
                         window_masks.push((w, m.clone()));
                         m
                     }
@@ -437,10 +460,12 @@ fn repeat_kv(x: &Tensor, n_rep: usize) -> Result<Tensor> {
         .reshape((b, kv * n_rep, t, d))
 }
 
-/// Additive mask `[b, 1, t_q, t_k]`: 0 where query may see key, [`MASKED`] elsewhere.
+/// Additive mask `[b, 1, t_q, t_k]`: 0 where query may see key, [`MASKED`] elsewhere. With
+/// `segments` (packed rows, no cache) queries see only keys of their own segment.
 fn attention_mask(
     q_pos: &[Vec<i64>],
     k_pos: &[Vec<i64>],
+    segments: Option<&[Vec<u32>]>,
     window: Option<usize>,
     device: &Device,
     dtype: DType,
@@ -453,7 +478,9 @@ fn attention_mask(
         for (j, &q) in q_pos[i].iter().enumerate() {
             let row = &mut m[(i * tq + j) * tk..(i * tq + j + 1) * tk];
             for (slot, &k) in k_pos[i].iter().enumerate() {
-                let visible = k >= 0 && k <= q && window.is_none_or(|w| q - k < w as i64);
+                let same_doc = segments.is_none_or(|s| s[i][slot] == s[i][j]);
+                let visible =
+                    same_doc && k >= 0 && k <= q && window.is_none_or(|w| q - k < w as i64);
                 if !visible {
                     row[slot] = MASKED;
                 }

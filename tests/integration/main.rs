@@ -12,3 +12,5 @@ mod gradients;
 mod save;
 // The command line: `inspect` on every fixture and clear errors on broken copies.
 mod cli_inspect;
+// `sft-eval audit`: data-quality checks, limits and exit codes on small JSONL files.
+mod audit;

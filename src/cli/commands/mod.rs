@@ -1,2 +1,3 @@
 //! One file per subcommand.
+pub mod audit;
 pub mod inspect;
