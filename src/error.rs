@@ -13,6 +13,9 @@ pub enum Error {
     #[error(transparent)]
     Data(#[from] crate::data::DataError),
 
+    #[error(transparent)]
+    Train(#[from] crate::train::TrainError),
+
     #[error("{path}: {source}")]
     Io {
         path: std::path::PathBuf,
@@ -29,6 +32,7 @@ impl Error {
         match self {
             Error::Model(e) => e.hint(),
             Error::Data(e) => e.hint(),
+            Error::Train(e) => e.hint(),
             _ => None,
         }
     }

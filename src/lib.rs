@@ -14,3 +14,4 @@ pub mod env_vars;
 pub mod error;
 pub mod model;
 pub mod stats;
+pub mod train;

@@ -3,6 +3,7 @@
 mod commands;
 
 pub use commands::audit::AuditArgs;
+pub use commands::train::TrainArgs;
 
 use std::path::PathBuf;
 
@@ -38,6 +39,12 @@ pub enum Command {
     /// with conflicting responses, empty and over-long records and per-task counts. Limits
     /// (--max-duplicate-rate, …) make it a CI check: exit 1 when one is violated.
     Audit(Box<AuditArgs>),
+    /// Supervised fine-tuning with forgetting mitigations (replay, task balancing, freezing,
+    /// L2-SP, KL to base, LoRA, early stopping, forgetting budget).
+    ///
+    /// Loss only on response tokens (assistant turns for conversations), token-weighted over the
+    /// gradient-accumulation window, as TRL's SFTTrainer computes it.
+    Train(Box<TrainArgs>),
 }
 
 #[derive(Debug, clap::Args)]
@@ -53,5 +60,26 @@ pub fn run(cli: Cli) -> Result<ExitStatus, Error> {
     match cli.command {
         Command::Inspect(args) => commands::inspect::run(&args),
         Command::Audit(args) => commands::audit::run(&args),
+        Command::Train(args) => commands::train::run(&args),
     }
+}
+
+/// Write to stdout (the CLI is the only place that prints).
+#[allow(clippy::print_stdout)]
+pub fn print_stdout(s: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(s.as_bytes());
+}
+
+#[allow(clippy::print_stderr)]
+pub fn print_stderr(s: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_all(s.as_bytes());
+}
+
+/// Progress bars only on a terminal, and never with SFT_EVAL_NO_PROGRESS set.
+pub fn progress_enabled() -> bool {
+    use std::io::IsTerminal;
+    std::env::var_os(crate::env_vars::SFT_EVAL_NO_PROGRESS).is_none()
+        && std::io::stderr().is_terminal()
 }

@@ -79,6 +79,13 @@ fn location(origin: &Path, line: Option<usize>) -> String {
     }
 }
 
+/// Rendered text and the byte ranges `{% generation %}` blocks produced in it.
+pub type GenerationSpans = (String, Vec<std::ops::Range<usize>>);
+
+/// Sentinels (Unicode private use) around `{% generation %}` output in marking mode.
+const GEN_START: char = '\u{10FFFD}';
+const GEN_END: char = '\u{10FFFC}';
+
 const TEMPLATE_FILE: &str = "chat_template.jinja";
 const CONFIG_FILE: &str = "tokenizer_config.json";
 
@@ -86,6 +93,8 @@ const CONFIG_FILE: &str = "tokenizer_config.json";
 #[derive(Clone)]
 pub struct ChatTemplate {
     env: Environment<'static>,
+    /// compiled with `{% generation %}` blocks marked, when the template has any
+    span_env: Option<Environment<'static>>,
     name: String,
     source: String,
     origin: PathBuf,
@@ -158,12 +167,13 @@ impl ChatTemplate {
             .unwrap_or_else(|| "chat_template".to_string());
         // jinja2's lexer normalises every newline in the source to "\n".
         let source = python_universal_newlines(&source);
-        let processed =
-            preprocess_source(&source).map_err(|(line, message)| ChatTemplateError::Syntax {
+        let processed = preprocess_source(&source, false).map_err(|(line, message)| {
+            ChatTemplateError::Syntax {
                 origin: origin.clone(),
                 line: Some(line),
                 message,
-            })?;
+            }
+        })?;
         let env =
             build_environment(&name, &processed).map_err(|err| ChatTemplateError::Syntax {
                 origin: origin.clone(),
@@ -177,8 +187,18 @@ impl ChatTemplate {
         if let Some(eos) = eos_token {
             special_tokens.push(("eos_token".to_string(), eos));
         }
+        // A second compilation that reports where `{% generation %}` blocks put their text.
+        let span_env = if source.contains("generation") {
+            preprocess_source(&source, true)
+                .ok()
+                .filter(|p| p.contains("filter generation_span"))
+                .and_then(|p| build_environment(&name, &p).ok())
+        } else {
+            None
+        };
         Ok(ChatTemplate {
             env,
+            span_env,
             name,
             source,
             origin,
@@ -253,6 +273,57 @@ impl ChatTemplate {
         template
             .render(Value::from_serialize(&ctx))
             .map_err(|err| self.map_error(err))
+    }
+
+    /// Whether the template marks assistant text with `{% generation %}` blocks.
+    pub fn has_generation_blocks(&self) -> bool {
+        self.span_env.is_some()
+    }
+
+    /// Render like [`ChatTemplate::render`] and return the byte ranges of the output that
+    /// `{% generation %}` blocks produced (what transformers' `return_assistant_tokens_mask`
+    /// marks). `None` when the template has no such blocks.
+    pub fn render_generation_spans(
+        &self,
+        messages: &[Message],
+    ) -> Result<Option<GenerationSpans>, ChatTemplateError> {
+        let Some(env) = &self.span_env else {
+            return Ok(None);
+        };
+        let value = serde_json::to_value(messages).map_err(|e| self.invalid(e.to_string()))?;
+        let messages = self.normalize_messages(&value)?;
+        let mut ctx = Map::new();
+        ctx.insert("messages".into(), serde_json::Value::Array(messages));
+        ctx.insert("tools".into(), serde_json::Value::Null);
+        ctx.insert("documents".into(), serde_json::Value::Null);
+        ctx.insert(
+            "add_generation_prompt".into(),
+            serde_json::Value::Bool(false),
+        );
+        for (name, token) in &self.special_tokens {
+            ctx.insert(name.clone(), serde_json::Value::String(token.clone()));
+        }
+        let marked = env
+            .get_template(&self.name)
+            .and_then(|t| t.render(Value::from_serialize(&ctx)))
+            .map_err(|err| self.map_error(err))?;
+        let mut text = String::with_capacity(marked.len());
+        let mut spans = Vec::new();
+        let mut open: Option<usize> = None;
+        for c in marked.chars() {
+            match c {
+                GEN_START => open = Some(text.len()),
+                GEN_END => {
+                    if let Some(start) = open.take() {
+                        if start < text.len() {
+                            spans.push(start..text.len());
+                        }
+                    }
+                }
+                c => text.push(c),
+            }
+        }
+        Ok(Some((text, spans)))
     }
 
     pub fn source(&self) -> &str {
@@ -445,6 +516,9 @@ fn build_environment(name: &str, source: &str) -> Result<Environment<'static>, m
     env.add_filter("indent", indent_filter);
     env.add_filter("escape", escape_filter);
     env.add_filter("e", escape_filter);
+    env.add_filter("generation_span", |s: String| {
+        format!("{GEN_START}{s}{GEN_END}")
+    });
     env.add_function("raise_exception", raise_exception);
     env.add_function("strftime_now", strftime_now);
     env.add_template_owned(name.to_string(), source.to_string())?;
@@ -460,7 +534,7 @@ fn build_environment(name: &str, source: &str) -> Result<Environment<'static>, m
 /// * jinja2 decodes string literals with Python's `unicode-escape` codec (`\` + newline is a line
 ///   continuation, `\a`, `\v`, `\U0001F600`, unknown escapes keep their backslash); literals with
 ///   a backslash are decoded that way here and re-escaped in a form minijinja reads back exactly.
-fn preprocess_source(source: &str) -> Result<String, (usize, String)> {
+fn preprocess_source(source: &str, mark_generation: bool) -> Result<String, (usize, String)> {
     if !source.contains('\\') && !source.contains("generation") {
         return Ok(source.to_string());
     }
@@ -542,7 +616,7 @@ fn preprocess_source(source: &str) -> Result<String, (usize, String)> {
             j += c.len_utf8();
         }
         if closed && open == "{%" {
-            if let Some(rewritten) = rewrite_generation_tag(&tag) {
+            if let Some(rewritten) = rewrite_generation_tag(&tag, mark_generation) {
                 tag = rewritten;
             }
         }
@@ -579,7 +653,7 @@ fn block_tag_name(s: &str) -> Option<(&str, usize)> {
     }
 }
 
-fn rewrite_generation_tag(tag: &str) -> Option<String> {
+fn rewrite_generation_tag(tag: &str, mark: bool) -> Option<String> {
     let inner = &tag[2..tag.len() - 2];
     let (open_mod, body) = match inner.strip_prefix(['-', '+']) {
         Some(b) => (&inner[..1], b),
@@ -589,9 +663,13 @@ fn rewrite_generation_tag(tag: &str) -> Option<String> {
         Some(b) => (b, &body[body.len() - 1..]),
         None => (body, ""),
     };
-    let replacement = match body.trim() {
-        "generation" => "if true",
-        "endgeneration" => "endif",
+    // In marking mode the block becomes a filter that wraps its output in sentinels (a block
+    // tag too, so trim_blocks/lstrip_blocks and `-` modifiers act exactly as on `if`).
+    let replacement = match (body.trim(), mark) {
+        ("generation", false) => "if true",
+        ("endgeneration", false) => "endif",
+        ("generation", true) => "filter generation_span",
+        ("endgeneration", true) => "endfilter",
         _ => return None,
     };
     Some(format!("{{%{open_mod} {replacement} {close_mod}%}}"))

@@ -66,6 +66,14 @@ pub struct Decoder {
     final_norm: Norm,
     lm_head: Tensor,
     rope: Option<RopeSpec>,
+    /// `transformer.` for GPT-2 checkpoints saved by transformers
+    name_prefix: String,
+}
+
+/// Every projection of a decoder with its checkpoint name (without `.weight`).
+pub struct NamedLinear<'a> {
+    pub name: String,
+    pub linear: &'a mut Linear,
 }
 
 /// Key/value tensors of past positions, per layer, for incremental decoding of a batch.
@@ -144,6 +152,89 @@ impl Decoder {
         }
     }
 
+    /// The projections of every block (attention and MLP; not the output head), named as in
+    /// the checkpoint, for adapters.
+    pub fn linears_mut(&mut self) -> Vec<NamedLinear<'_>> {
+        let gpt2 = self.pos_embed.is_some();
+        let prefix = self.name_prefix.clone();
+        let mut out = Vec::new();
+        for (l, b) in self.blocks.iter_mut().enumerate() {
+            let (attn, mlp) = if gpt2 {
+                (format!("{prefix}h.{l}.attn"), format!("{prefix}h.{l}.mlp"))
+            } else {
+                (
+                    format!("model.layers.{l}.self_attn"),
+                    format!("model.layers.{l}.mlp"),
+                )
+            };
+            match &mut b.attn.qkv {
+                Qkv::Split { q, k, v } => {
+                    out.push(NamedLinear {
+                        name: format!("{attn}.q_proj"),
+                        linear: q,
+                    });
+                    out.push(NamedLinear {
+                        name: format!("{attn}.k_proj"),
+                        linear: k,
+                    });
+                    out.push(NamedLinear {
+                        name: format!("{attn}.v_proj"),
+                        linear: v,
+                    });
+                }
+                Qkv::Fused(f) => {
+                    let n = if gpt2 { "c_attn" } else { "qkv_proj" };
+                    out.push(NamedLinear {
+                        name: format!("{attn}.{n}"),
+                        linear: f,
+                    });
+                }
+            }
+            let o = if gpt2 { "c_proj" } else { "o_proj" };
+            out.push(NamedLinear {
+                name: format!("{attn}.{o}"),
+                linear: &mut b.attn.o,
+            });
+            match &mut b.mlp {
+                Mlp::Gated { gate, up, down } => {
+                    out.push(NamedLinear {
+                        name: format!("{mlp}.gate_proj"),
+                        linear: gate,
+                    });
+                    out.push(NamedLinear {
+                        name: format!("{mlp}.up_proj"),
+                        linear: up,
+                    });
+                    out.push(NamedLinear {
+                        name: format!("{mlp}.down_proj"),
+                        linear: down,
+                    });
+                }
+                Mlp::GatedFused { gate_up, down } => {
+                    out.push(NamedLinear {
+                        name: format!("{mlp}.gate_up_proj"),
+                        linear: gate_up,
+                    });
+                    out.push(NamedLinear {
+                        name: format!("{mlp}.down_proj"),
+                        linear: down,
+                    });
+                }
+                Mlp::Plain { fc, proj } => {
+                    out.push(NamedLinear {
+                        name: format!("{mlp}.c_fc"),
+                        linear: fc,
+                    });
+                    out.push(NamedLinear {
+                        name: format!("{mlp}.c_proj"),
+                        linear: proj,
+                    });
+                }
+            }
+        }
+        out
+    }
+
     pub fn embed_tokens(&self) -> &Tensor {
         &self.embed
     }
@@ -198,6 +289,7 @@ impl Decoder {
             weight: self.lm_head.clone(),
             bias: None,
             in_out: false,
+            lora: None,
         };
         let logits = head.forward(hidden)?;
         match self.cfg.final_softcap {
@@ -527,6 +619,7 @@ fn linear(
         weight,
         bias,
         in_out: false,
+        lora: None,
     })
 }
 
@@ -542,6 +635,7 @@ fn conv1d(
         weight,
         bias,
         in_out: true,
+        lora: None,
     })
 }
 
@@ -707,6 +801,7 @@ fn load_llama_like(
         final_norm,
         lm_head,
         rope: rope_of(cfg),
+        name_prefix: String::new(),
     })
 }
 
@@ -754,5 +849,6 @@ fn load_gpt2(cfg: &DecoderConfig, p: &mut Params) -> std::result::Result<Decoder
         final_norm,
         lm_head,
         rope: None,
+        name_prefix: prefix.to_string(),
     })
 }

@@ -16,6 +16,48 @@ pub struct Linear {
     pub bias: Option<Tensor>,
     /// weight stored `[in, out]`
     pub in_out: bool,
+    /// low-rank adapter added to the output
+    pub lora: Option<Lora>,
+}
+
+/// LoRA: `y += scale · (x Aᵀ) Bᵀ`, with `A` `[r, in]`, `B` `[out, r]`, `scale = alpha / r`
+/// (PEFT's convention).
+#[derive(Debug, Clone)]
+pub struct Lora {
+    pub a: Tensor,
+    pub b: Tensor,
+    pub scale: f64,
+}
+
+impl Linear {
+    pub fn new(weight: Tensor, bias: Option<Tensor>, in_out: bool) -> Linear {
+        Linear {
+            weight,
+            bias,
+            in_out,
+            lora: None,
+        }
+    }
+
+    pub fn in_features(&self) -> usize {
+        if self.in_out {
+            self.weight.dim(0).unwrap_or(0)
+        } else {
+            self.weight.dim(1).unwrap_or(0)
+        }
+    }
+
+    /// The weight with the adapter folded in, in the stored layout.
+    pub fn merged_weight(&self) -> Result<Tensor> {
+        match &self.lora {
+            None => Ok(self.weight.clone()),
+            Some(l) => {
+                let delta = (l.b.matmul(&l.a)? * l.scale)?.to_dtype(self.weight.dtype())?;
+                let delta = if self.in_out { delta.t()? } else { delta };
+                &self.weight + delta
+            }
+        }
+    }
 }
 
 impl Linear {
@@ -41,6 +83,10 @@ impl Module for Linear {
         };
         let y = match &self.bias {
             Some(b) => y.broadcast_add(b)?,
+            None => y,
+        };
+        let y = match &self.lora {
+            Some(l) => (y + (x2.matmul(&l.a.t()?)?.matmul(&l.b.t()?)? * l.scale)?)?,
             None => y,
         };
         let mut out_dims = dims;
@@ -214,20 +260,10 @@ mod tests {
         let dev = Device::Cpu;
         let w = Tensor::randn(0f32, 1.0, (4, 3), &dev).unwrap();
         let x = Tensor::randn(0f32, 1.0, (2, 5, 3), &dev).unwrap();
-        let a = Linear {
-            weight: w.clone(),
-            bias: None,
-            in_out: false,
-        }
-        .forward(&x)
-        .unwrap();
-        let b = Linear {
-            weight: w.t().unwrap().contiguous().unwrap(),
-            bias: None,
-            in_out: true,
-        }
-        .forward(&x)
-        .unwrap();
+        let a = Linear::new(w.clone(), None, false).forward(&x).unwrap();
+        let b = Linear::new(w.t().unwrap().contiguous().unwrap(), None, true)
+            .forward(&x)
+            .unwrap();
         let d: f32 = (a - b)
             .unwrap()
             .abs()

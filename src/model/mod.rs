@@ -43,6 +43,8 @@ pub struct LoadOptions {
     pub dtype: DType,
     /// wrap weights as trainable variables (otherwise plain frozen tensors)
     pub trainable: bool,
+    /// with `trainable`: weights to keep frozen anyway
+    pub frozen: Option<params::FreezeSpec>,
 }
 
 impl Default for LoadOptions {
@@ -51,6 +53,7 @@ impl Default for LoadOptions {
             device: Device::Cpu,
             dtype: DType::F32,
             trainable: false,
+            frozen: None,
         }
     }
 }
@@ -85,7 +88,8 @@ impl Model {
         let generation = read_generation_config(dir, &cfg)?;
         let files = WeightFiles::open(dir)?;
         let stored_dtype = majority_dtype(&files);
-        let mut params = Params::new(files, opts.device.clone(), opts.dtype, opts.trainable);
+        let mut params = Params::new(files, opts.device.clone(), opts.dtype, opts.trainable)
+            .with_frozen(opts.frozen.clone());
         let decoder = Decoder::load(&cfg, arch.layout, &mut params)?;
         if tokenizer.vocab_size() > cfg.vocab_size {
             return Err(ModelError::VocabMismatch {
@@ -137,7 +141,18 @@ impl Model {
     /// tokenizer and template files to `out`, atomically.
     pub fn save(&self, out: &Path, overwrite: bool) -> Result<PathBuf, ModelError> {
         let dir = AtomicDir::new(out)?;
-        let groups = self.params.to_save()?;
+        self.write_into(dir.path(), &Default::default())?;
+        dir.commit(overwrite)
+    }
+
+    /// Write the checkpoint files into an existing folder; `overrides` replaces tensors by
+    /// name (merged adapters).
+    pub fn write_into(
+        &self,
+        dir: &Path,
+        overrides: &std::collections::BTreeMap<String, Tensor>,
+    ) -> Result<(), ModelError> {
+        let groups = self.params.to_save(overrides)?;
         let mut weight_map = serde_json::Map::new();
         let mut total = 0usize;
         for (file, tensors) in &groups {
@@ -145,23 +160,23 @@ impl Model {
                 weight_map.insert(name.clone(), Value::String(file.clone()));
                 total += t.elem_count() * t.dtype().size_in_bytes();
             }
-            checkpoint::write_safetensors(&dir.path().join(file), tensors)?;
+            checkpoint::write_safetensors(&dir.join(file), tensors)?;
         }
         if self.params.files.sharded {
             let index =
                 serde_json::json!({"metadata": {"total_size": total}, "weight_map": weight_map});
-            checkpoint::write_json(&dir.path().join(checkpoint::SHARD_INDEX), &index)?;
+            checkpoint::write_json(&dir.join(checkpoint::SHARD_INDEX), &index)?;
         }
-        checkpoint::write_json(&dir.path().join(CONFIG_FILE), &self.raw_config.value)?;
+        checkpoint::write_json(&dir.join(CONFIG_FILE), &self.raw_config.value)?;
         for name in METADATA_FILES {
             let src = self.dir.join(name);
             if src.is_file() {
-                let dst = dir.path().join(name);
+                let dst = dir.join(name);
                 std::fs::copy(&src, &dst).map_err(|e| error::io_error(&src, e))?;
                 checkpoint::set_readable(&dst)?;
             }
         }
-        dir.commit(overwrite)
+        Ok(())
     }
 }
 

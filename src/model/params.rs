@@ -13,6 +13,8 @@ pub struct Params {
     device: Device,
     dtype: DType,
     trainable: bool,
+    /// names kept as plain tensors even when trainable
+    frozen: Option<FreezeSpec>,
     /// shapes only: `get` checks shapes and returns empty placeholders (see [`Params::shapes_only`])
     shapes_only: bool,
     /// element count of every tensor the model uses
@@ -31,6 +33,7 @@ impl Params {
             device,
             dtype,
             trainable,
+            frozen: None,
             shapes_only: false,
             counts: BTreeMap::new(),
             loaded: BTreeMap::new(),
@@ -47,6 +50,12 @@ impl Params {
             shapes_only: true,
             ..Params::new(files, Device::Cpu, DType::F32, false)
         }
+    }
+
+    /// Keep the weights `spec` selects as plain tensors: no gradient is computed for them.
+    pub fn with_frozen(mut self, spec: Option<FreezeSpec>) -> Params {
+        self.frozen = spec;
+        self
     }
 
     pub fn device(&self) -> &Device {
@@ -92,7 +101,8 @@ impl Params {
             .load(name, &self.device)?
             .to_dtype(self.dtype)
             .map_err(ModelError::candle(name))?;
-        let t = if self.trainable {
+        let frozen = self.frozen.as_ref().is_some_and(|f| f.is_frozen(name));
+        let t = if self.trainable && !frozen {
             let var = Var::from_tensor(&t).map_err(ModelError::candle(name))?;
             let t = var.as_tensor().clone();
             self.vars.insert(name.to_string(), var);
@@ -147,7 +157,10 @@ impl Params {
 
     /// Every stored tensor with its current value in its stored dtype, grouped by file name:
     /// what a save must write to reproduce the input layout.
-    pub fn to_save(&self) -> Result<BTreeMap<String, Vec<(String, Tensor)>>, ModelError> {
+    pub fn to_save(
+        &self,
+        overrides: &BTreeMap<String, Tensor>,
+    ) -> Result<BTreeMap<String, Vec<(String, Tensor)>>, ModelError> {
         let mut out: BTreeMap<String, Vec<(String, Tensor)>> = BTreeMap::new();
         for (name, &file_idx) in &self.files.tensors {
             let source = self.aliases.get(name).unwrap_or(name);
@@ -157,7 +170,7 @@ impl Params {
                 name: name.clone(),
                 dtype: format!("{stored:?}"),
             })?;
-            let t = match self.loaded.get(source) {
+            let t = match overrides.get(source).or_else(|| self.loaded.get(source)) {
                 Some(t) => t
                     .to_dtype(stored)
                     .and_then(|t| t.to_device(&Device::Cpu))
@@ -184,4 +197,86 @@ fn stored_dtype(d: safetensors::Dtype) -> Option<DType> {
         S::I64 => DType::I64,
         _ => return None,
     })
+}
+
+/// Which weights stay frozen: the embeddings, the first `first_layers` blocks, and names
+/// matching any of `patterns` (regular expressions).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FreezeSpec {
+    #[serde(default)]
+    pub embeddings: bool,
+    #[serde(default)]
+    pub first_layers: usize,
+    #[serde(default)]
+    pub patterns: Vec<String>,
+}
+
+impl FreezeSpec {
+    pub fn is_empty(&self) -> bool {
+        !self.embeddings && self.first_layers == 0 && self.patterns.is_empty()
+    }
+
+    /// Check the patterns compile; the error names the bad one.
+    pub fn validate(&self) -> Result<(), String> {
+        for p in &self.patterns {
+            regex::Regex::new(p).map_err(|e| format!("freeze pattern `{p}`: {e}"))?;
+        }
+        Ok(())
+    }
+
+    pub fn is_frozen(&self, name: &str) -> bool {
+        if self.embeddings
+            && ["embed_tokens.", "wte.", "wpe."]
+                .iter()
+                .any(|e| name.contains(e))
+        {
+            return true;
+        }
+        if self.first_layers > 0 {
+            if let Some(l) = layer_index(name) {
+                if l < self.first_layers {
+                    return true;
+                }
+            }
+        }
+        self.patterns
+            .iter()
+            .any(|p| regex::Regex::new(p).is_ok_and(|r| r.is_match(name)))
+    }
+}
+
+/// The block index in names like `model.layers.3.mlp…` or `transformer.h.3.attn…`.
+pub fn layer_index(name: &str) -> Option<usize> {
+    let parts: Vec<&str> = name.split('.').collect();
+    parts
+        .windows(2)
+        .find(|w| w[0] == "layers" || w[0] == "h")
+        .and_then(|w| w[1].parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn freeze_selects_embeddings_layers_and_patterns() {
+        let f = FreezeSpec {
+            embeddings: true,
+            first_layers: 2,
+            patterns: vec![r"\.mlp\.down_proj\.".into()],
+        };
+        assert!(f.is_frozen("model.embed_tokens.weight"));
+        assert!(f.is_frozen("transformer.wpe.weight"));
+        assert!(f.is_frozen("model.layers.1.self_attn.q_proj.weight"));
+        assert!(f.is_frozen("h.0.ln_1.weight"));
+        assert!(!f.is_frozen("model.layers.2.self_attn.q_proj.weight"));
+        assert!(f.is_frozen("model.layers.7.mlp.down_proj.weight"));
+        assert!(!f.is_frozen("model.norm.weight"));
+        assert!(FreezeSpec {
+            patterns: vec!["(".into()],
+            ..Default::default()
+        }
+        .validate()
+        .is_err());
+    }
 }

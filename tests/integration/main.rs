@@ -12,5 +12,7 @@ mod gradients;
 mod save;
 // The command line: `inspect` on every fixture and clear errors on broken copies.
 mod cli_inspect;
+// The trainer: TRL parity and invariants.
+mod train;
 // `sft-eval audit`: data-quality checks, limits and exit codes on small JSONL files.
 mod audit;

@@ -1,3 +1,4 @@
 //! One file per subcommand.
 pub mod audit;
 pub mod inspect;
+pub mod train;

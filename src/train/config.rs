@@ -1,0 +1,164 @@
+//! `TrainConfig`: every knob of a run, with defaults, saved as JSON into the run directory.
+//! Each field is also a `sft-eval train` flag and a key of a `--config` TOML file.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::encode::TemplatePolicy;
+use super::loss::KlDirection;
+use super::optim::AdamWConfig;
+use super::schedule::Schedule;
+use crate::model::params::FreezeSpec;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// base checkpoint folder
+    pub model: PathBuf,
+    /// training data (JSONL)
+    pub data: PathBuf,
+    /// sequences are cut to this many tokens (keeping the start)
+    pub max_length: usize,
+    /// pack several documents per row (best-fit decreasing, as TRL)
+    pub packing: bool,
+    pub chat_template: TemplatePolicy,
+    pub epochs: f64,
+    /// overrides `epochs`
+    pub max_steps: Option<usize>,
+    pub batch_size: usize,
+    pub grad_accum: usize,
+    pub lr: f64,
+    pub schedule: Schedule,
+    pub warmup_steps: usize,
+    pub adam: AdamWConfig,
+    /// clip the global gradient norm (0 = off)
+    pub max_grad_norm: f64,
+    pub seed: u64,
+    /// walk the data in a seeded random order each epoch (else in file order)
+    pub shuffle: bool,
+    pub replay: Option<ReplayConfig>,
+    /// per-task proportions from the `task` tag; every batch is drawn across tasks
+    pub task_weights: Option<BTreeMap<String, f64>>,
+    pub freeze: FreezeSpec,
+    /// L2-SP: `λ/2 · Σ (θ − θ₀)²` added to the loss (0 = off)
+    pub l2sp: f64,
+    pub kl: Option<KlConfig>,
+    pub lora: Option<LoraConfig>,
+    pub eval: Option<EvalConfig>,
+    /// optimizer steps between checkpoints (0: only at the end)
+    pub checkpoint_every: usize,
+    /// how many periodic checkpoints to keep
+    pub keep_checkpoints: usize,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            model: PathBuf::new(),
+            data: PathBuf::new(),
+            max_length: 1024,
+            packing: false,
+            chat_template: TemplatePolicy::Auto,
+            epochs: 1.0,
+            max_steps: None,
+            batch_size: 8,
+            grad_accum: 1,
+            lr: 2e-5,
+            schedule: Schedule::Constant,
+            warmup_steps: 0,
+            adam: AdamWConfig::default(),
+            max_grad_norm: 1.0,
+            seed: 0,
+            shuffle: true,
+            replay: None,
+            task_weights: None,
+            freeze: FreezeSpec::default(),
+            l2sp: 0.0,
+            kl: None,
+            lora: None,
+            eval: None,
+            checkpoint_every: 0,
+            keep_checkpoints: 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayConfig {
+    pub path: PathBuf,
+    /// share of every batch from the replay set, in (0, 1)
+    pub ratio: f64,
+    #[serde(default)]
+    pub by_tokens: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum KlOn {
+    /// only where the loss is taken
+    #[default]
+    Response,
+    /// every token of every sequence (prompts and replay text too)
+    All,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KlConfig {
+    /// weight β of the mean per-token KL
+    pub beta: f64,
+    #[serde(default)]
+    pub on: KlOn,
+    #[serde(default)]
+    pub direction: KlDirection,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LoraSave {
+    /// adapters folded into the weights: a normal checkpoint
+    #[default]
+    Merged,
+    /// PEFT layout: adapter_model.safetensors + adapter_config.json
+    Adapter,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoraConfig {
+    pub r: usize,
+    pub alpha: f64,
+    /// module names (`q_proj`, `v_proj`, …) whose projections get adapters
+    pub targets: Vec<String>,
+    #[serde(default)]
+    pub save: LoraSave,
+    /// initial A/B weights in PEFT's key layout (e.g. to reproduce a PEFT run)
+    #[serde(default)]
+    pub init: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalConfig {
+    /// held-out data; else `split` of the training data is held out
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    #[serde(default)]
+    pub split: f64,
+    /// optimizer steps between evaluations
+    pub every: usize,
+    /// stop after this many evaluations without improvement (0: never)
+    #[serde(default)]
+    pub patience: usize,
+    #[serde(default)]
+    pub min_delta: f64,
+    /// forgetting budget: prompts (JSONL) on which mean KL(base ‖ model) is measured
+    #[serde(default)]
+    pub probe: Option<PathBuf>,
+    /// stop once the probe KL exceeds this
+    #[serde(default)]
+    pub max_kl: Option<f64>,
+}
