@@ -1,6 +1,10 @@
-//! Criterion benchmarks. `cargo bench --bench main -- forward` runs the model-core ones;
+//! Criterion benchmarks: `cargo bench --bench main -- forward`, `-- train_step`
+//! (`SFT_EVAL_BENCH_LARGE=1` adds the 135M train step);
 //! figures are recorded in reports/bench/README.md.
 
 mod benchmarks;
 
-criterion::criterion_main!(benchmarks::forward::benches);
+criterion::criterion_main!(
+    benchmarks::forward::benches,
+    benchmarks::train_step::benches
+);

@@ -332,7 +332,6 @@ struct Run<'o> {
     dir: PathBuf,
     model: Model,
     vars: BTreeMap<String, Var>,
-    lora: bool,
     data: Data,
     plan: sampler::Plan,
     opt: AdamW,
@@ -504,7 +503,6 @@ impl<'o> Run<'o> {
             dir: dir.to_path_buf(),
             model,
             vars,
-            lora,
             data,
             plan,
             opt,
@@ -794,6 +792,16 @@ impl<'o> Run<'o> {
 
     /// Load the newest checkpoint's exact state and cut the log back to it.
     fn restore(&mut self) -> Result<(), TrainError> {
+        // a checkpoint being written when the run died is an incomplete hidden folder: drop it
+        for e in std::fs::read_dir(self.dir.join("checkpoints"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if e.file_name().to_string_lossy().starts_with(".step-") {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
         let Some((step, dir)) = checkpoint_dirs(&self.dir).pop() else {
             return Err(TrainError::Resume(format!(
                 "{} has no checkpoint yet",
@@ -833,7 +841,6 @@ impl<'o> Run<'o> {
         }
         self.observer
             .note(&format!("resumed from {} (step {step})", dir.display()));
-        let _ = self.lora;
         Ok(())
     }
 }

@@ -141,3 +141,42 @@ fn parameter_counts_match_transformers() {
         );
     }
 }
+
+#[test]
+fn half_precision_compute_stays_close_to_f32() {
+    // bf16 keeps 8 bits of mantissa, f16 11: errors grow through the layers, and Gemma 2's final
+    // soft-cap (3 in the fixture) squeezes the logit scale, so bounds are relative to it.
+    for (dtype, bound) in [
+        (candle_core::DType::BF16, 0.10f32),
+        (candle_core::DType::F16, 0.02),
+    ] {
+        for v in ["qwen2", "llama", "gemma2"] {
+            let f32m = load(v);
+            let half = sft_eval::model::Model::load(
+                &model_dir(v),
+                &sft_eval::model::LoadOptions {
+                    dtype,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            let row = f32m
+                .tokenizer
+                .encode("bf16 is an option, f32 the default", true)
+                .unwrap();
+            let a = f32m.forward_batch(std::slice::from_ref(&row)).unwrap();
+            let b = half
+                .forward_batch(std::slice::from_ref(&row))
+                .unwrap()
+                .to_dtype(candle_core::DType::F32)
+                .unwrap();
+            let scale: f32 = a.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+            let d = max_abs_diff(&a, &b);
+            eprintln!("{v} {dtype:?}: max |Δ| {d} of scale {scale}");
+            assert!(
+                d <= bound * scale.max(1.0),
+                "{v} {dtype:?}: max |Δ| {d} (scale {scale})"
+            );
+        }
+    }
+}

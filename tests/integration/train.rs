@@ -147,3 +147,444 @@ fn trl_packed() {
 fn trl_lora() {
     assert_same_losses("lora");
 }
+
+fn small_cfg(out_steps: usize) -> TrainConfig {
+    let mut c = trl_config("prompt_completion");
+    c.max_steps = Some(out_steps);
+    c
+}
+
+fn weights(dir: &Path) -> std::collections::HashMap<String, candle_core::Tensor> {
+    candle_core::safetensors::load(dir.join("model.safetensors"), &candle_core::Device::Cpu)
+        .unwrap()
+}
+
+#[test]
+fn loss_gradient_is_zero_at_prompt_positions() {
+    use sft_eval::train::batch::MicroBatch;
+    let cfg = trl_config("prompt_completion");
+    let ex = encoded(&cfg);
+    let m = Model::load(&cfg.model, &LoadOptions::default()).unwrap();
+    let refs: Vec<&Example> = ex.iter().take(3).collect();
+    let mb = MicroBatch::padded(&refs, m.device()).unwrap();
+    let logits = sft_eval::train::forward_logits(&m.decoder, &mb).unwrap();
+    let var = candle_core::Var::from_tensor(&logits).unwrap();
+    let loss =
+        sft_eval::train::loss::masked_nll_sum(var.as_tensor(), &mb.targets, &mb.loss_mask).unwrap();
+    let g = loss
+        .backward()
+        .unwrap()
+        .get(var.as_tensor())
+        .unwrap()
+        .clone();
+    let gnorm: Vec<Vec<f32>> = g.sqr().unwrap().sum(2).unwrap().to_vec2().unwrap();
+    let mask: Vec<Vec<f32>> = mb.loss_mask.to_vec2().unwrap();
+    let (mut zero, mut nonzero) = (0, 0);
+    for (gr, mr) in gnorm.iter().zip(&mask) {
+        for (gv, mv) in gr.iter().zip(mr) {
+            if *mv == 0.0 {
+                assert_eq!(*gv, 0.0, "gradient leaks into a prompt/padding position");
+                zero += 1;
+            } else {
+                assert!(*gv > 0.0);
+                nonzero += 1;
+            }
+        }
+    }
+    assert!(zero > 0 && nonzero > 0);
+}
+
+#[test]
+fn accumulated_micro_batches_equal_one_big_batch() {
+    let tmp = tempdir();
+    let mut a = small_cfg(1);
+    a.batch_size = 8;
+    a.grad_accum = 1;
+    let mut b = small_cfg(1);
+    b.batch_size = 4;
+    b.grad_accum = 2;
+    train(a, &tmp.path().join("a"), false, &mut Silent).unwrap();
+    train(b, &tmp.path().join("b"), false, &mut Silent).unwrap();
+    assert!((losses(&tmp.path().join("a"))[0] - losses(&tmp.path().join("b"))[0]).abs() < 1e-6);
+    // the accumulated gradient is the big batch's gradient: equal norms before clipping
+    let norm = |d: &str| -> f64 {
+        let l = std::fs::read_to_string(tmp.path().join(d).join("log.jsonl")).unwrap();
+        serde_json::from_str::<Value>(l.lines().next().unwrap()).unwrap()["grad_norm"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(
+        (norm("a") - norm("b")).abs() / norm("a") < 1e-6,
+        "{} vs {}",
+        norm("a"),
+        norm("b")
+    );
+    // and the update agrees to float precision: Adam's m/√v turns summation-order noise in
+    // near-zero gradient entries into up to ~1e-3 of a step (lr 1e-3 here), so 1e-5 absolute
+    let (wa, wb) = (
+        weights(&tmp.path().join("a/final")),
+        weights(&tmp.path().join("b/final")),
+    );
+    for (name, t) in &wa {
+        let d = max_abs_diff(t, &wb[name]);
+        assert!(d < 1e-5, "{name}: {d}");
+    }
+}
+
+#[test]
+fn frozen_weights_stay_bit_identical() {
+    let tmp = tempdir();
+    let mut c = small_cfg(3);
+    c.freeze.embeddings = true;
+    c.freeze.first_layers = 1;
+    c.freeze.patterns = vec![r"\.mlp\.down_proj\.".into()];
+    let base = weights(&c.model);
+    train(c, &tmp.path().join("r"), false, &mut Silent).unwrap();
+    let after = weights(&tmp.path().join("r/final"));
+    let (mut frozen, mut moved) = (0, 0);
+    for (name, t) in &after {
+        let same = max_abs_diff(t, &base[name]) == 0.0;
+        let should_freeze = name.contains("embed_tokens")
+            || name.contains("layers.0.")
+            || name.contains("mlp.down_proj");
+        if should_freeze {
+            assert!(same, "{name} moved although frozen");
+            frozen += 1;
+        } else if same {
+            panic!("{name} did not train");
+        } else {
+            moved += 1;
+        }
+    }
+    assert!(frozen > 0 && moved > 0);
+}
+
+#[test]
+fn lora_merged_equals_adapter_and_starts_at_the_base() {
+    use sft_eval::train::lora;
+    let dir = model_dir("llama");
+    let base = Model::load(&dir, &LoadOptions::default()).unwrap();
+    let row = base.tokenizer.encode("LoRA check: 12+7=19", true).unwrap();
+    let want = base.forward_batch(std::slice::from_ref(&row)).unwrap();
+    let cfg = LoraConfig {
+        r: 4,
+        alpha: 8.0,
+        targets: vec!["q_proj".into(), "v_proj".into(), "down_proj".into()],
+        save: LoraSave::Merged,
+        init: None,
+    };
+    // at init (B = 0) the adapted model is the base model
+    let mut m = Model::load(&dir, &LoadOptions::default()).unwrap();
+    let dev = m.device().clone();
+    let vars = lora::attach(&mut m.decoder, &cfg, 0, None, &dev).unwrap();
+    assert_eq!(
+        max_abs_diff(&m.forward_batch(std::slice::from_ref(&row)).unwrap(), &want),
+        0.0
+    );
+    // with a non-zero B, merged weights compute what the adapter computes
+    for (k, v) in &vars {
+        if k.contains("lora_B") {
+            v.set(&candle_core::Tensor::randn(0f32, 0.1, v.shape(), m.device()).unwrap())
+                .unwrap();
+        }
+    }
+    // the Linear holds the Var's tensor, so setting the Var changes the adapter
+    let adapted = m.forward_batch(std::slice::from_ref(&row)).unwrap();
+    assert!(max_abs_diff(&adapted, &want) > 1e-4, "B took effect");
+    let merged = lora::merged(&mut m.decoder).unwrap();
+    for nl in m.decoder.linears_mut() {
+        if let Some(w) = merged.get(&format!("{}.weight", nl.name)) {
+            nl.linear.weight = w.clone();
+            nl.linear.lora = None;
+        }
+    }
+    let d = max_abs_diff(
+        &m.forward_batch(std::slice::from_ref(&row)).unwrap(),
+        &adapted,
+    );
+    assert!(d <= 1e-5, "merged vs adapter: {d}");
+}
+
+#[test]
+fn lora_adapter_is_saved_in_peft_layout() {
+    let tmp = tempdir();
+    let out = tmp.path().join("r");
+    let mut c = trl_config("lora");
+    c.max_steps = Some(2);
+    train(c, &out, false, &mut Silent).unwrap();
+    let cfg: Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("final/adapter_config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(cfg["peft_type"], "LORA");
+    assert_eq!(cfg["r"], 4);
+    let ours = candle_core::safetensors::load(
+        out.join("final/adapter_model.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let peft = candle_core::safetensors::load(
+        trl_dir().join("lora_adapter/adapter_model.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let mut a: Vec<_> = ours
+        .iter()
+        .map(|(k, t)| (k.clone(), t.dims().to_vec()))
+        .collect();
+    let mut b: Vec<_> = peft
+        .iter()
+        .map(|(k, t)| (k.clone(), t.dims().to_vec()))
+        .collect();
+    a.sort();
+    b.sort();
+    assert_eq!(a, b, "same keys and shapes as PEFT writes");
+}
+
+#[test]
+fn packed_loss_equals_per_sequence_loss() {
+    use sft_eval::train::batch::MicroBatch;
+    use sft_eval::train::loss::masked_nll_sum;
+    let mut cfg = trl_config("packed");
+    cfg.packing = false;
+    let docs = encoded(&cfg);
+    let docs: Vec<Example> = docs.into_iter().take(12).collect();
+    let m = Model::load(&cfg.model, &LoadOptions::default()).unwrap();
+    let packed = pack_bfd(&docs, 64);
+    assert!(packed.len() < docs.len(), "something was packed");
+    let nll = |exs: &[Example]| -> (f64, usize) {
+        let refs: Vec<&Example> = exs.iter().collect();
+        let mb = MicroBatch::padded(&refs, m.device()).unwrap();
+        let logits = sft_eval::train::forward_logits(&m.decoder, &mb).unwrap();
+        let s: f32 = masked_nll_sum(&logits, &mb.targets, &mb.loss_mask)
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        (s as f64, mb.n_supervised)
+    };
+    let (ps, pn) = nll(&packed);
+    let (ss, sn) = docs
+        .iter()
+        .map(|d| nll(std::slice::from_ref(d)))
+        .fold((0.0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    assert_eq!(pn, sn);
+    let (pl, sl) = (ps / pn as f64, ss / sn as f64);
+    assert!((pl - sl).abs() <= 1e-5, "packed {pl} vs per sequence {sl}");
+}
+
+#[test]
+fn replay_kl_and_l2sp_runs_log_their_terms() {
+    let tmp = tempdir();
+    let mut c = small_cfg(3);
+    c.shuffle = true;
+    c.replay = Some(sft_eval::train::config::ReplayConfig {
+        path: trl_dir().join("packed.jsonl"),
+        ratio: 0.25,
+        by_tokens: false,
+    });
+    c.kl = Some(sft_eval::train::config::KlConfig {
+        beta: 0.5,
+        on: sft_eval::train::config::KlOn::All,
+        direction: Default::default(),
+    });
+    c.l2sp = 0.1;
+    train(c, &tmp.path().join("r"), false, &mut Silent).unwrap();
+    let log = std::fs::read_to_string(tmp.path().join("r/log.jsonl")).unwrap();
+    let first: Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    // at step 1 the model is the base: both pulls are exactly zero
+    assert_eq!(first["terms"]["kl"].as_f64().unwrap(), 0.0);
+    assert_eq!(first["terms"]["l2sp"].as_f64().unwrap(), 0.0);
+    let last: Value = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    assert!(
+        last["terms"]["kl"].as_f64().unwrap() > 0.0
+            && last["terms"]["l2sp"].as_f64().unwrap() > 0.0
+    );
+}
+
+fn sft_eval_cmd() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_sft-eval"));
+    c.env("SFT_EVAL_NO_PROGRESS", "1");
+    c
+}
+
+fn cli_args(out: &Path, steps: usize) -> Vec<String> {
+    let model = model_dir("llama");
+    let data = trl_dir().join("prompt_completion.jsonl");
+    [
+        "train",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--max-length",
+        "64",
+        "--batch-size",
+        "4",
+        "--grad-accum",
+        "2",
+        "--lr",
+        "1e-3",
+        "--seed",
+        "3",
+        "--max-steps",
+        &steps.to_string(),
+        "--checkpoint-every",
+        "25",
+        "--l2sp",
+        "0.01",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+#[test]
+fn resume_after_sigkill_reproduces_the_uninterrupted_losses_bit_for_bit() {
+    let tmp = tempdir();
+    let steps = 600;
+    let full = tmp.path().join("full");
+    let st = sft_eval_cmd()
+        .args(cli_args(&full, steps))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let killed = tmp.path().join("killed");
+    let mut child = sft_eval_cmd()
+        .args(cli_args(&killed, steps))
+        .spawn()
+        .unwrap();
+    // wait until a checkpoint past step 50 exists, then SIGKILL mid-run
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let ck = killed.join("checkpoints");
+        let n = std::fs::read_dir(&ck).map(|d| d.count()).unwrap_or(0);
+        if n >= 2 || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().unwrap(); // SIGKILL on unix
+    child.wait().unwrap();
+    assert!(
+        !killed.join("final").exists(),
+        "the run finished before it could be killed; raise `steps`"
+    );
+    let st = sft_eval_cmd()
+        .args(["train", "--resume", "-o", killed.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let (a, b) = (losses(&full), losses(&killed));
+    assert_eq!(a.len(), steps);
+    assert_eq!(
+        a, b,
+        "losses after resume differ from the uninterrupted run"
+    );
+    assert_eq!(
+        weights(&full.join("final")).len(),
+        weights(&killed.join("final")).len()
+    );
+    for (name, t) in weights(&full.join("final")) {
+        assert_eq!(
+            max_abs_diff(&t, &weights(&killed.join("final"))[&name]),
+            0.0,
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn bad_input_exits_2_with_clear_errors() {
+    let tmp = tempdir();
+    let bad = tmp.path().join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        "{\"prompt\":\"a\",\"completion\":\"b\"}\n{\"prompt\": \"a\", \"completion\": \n",
+    )
+    .unwrap();
+    let model = model_dir("llama");
+    let run = |args: &[&str]| {
+        let o = sft_eval_cmd().args(args).output().unwrap();
+        (
+            o.status.code().unwrap(),
+            String::from_utf8_lossy(&o.stderr).to_string(),
+        )
+    };
+    let out = tmp.path().join("r1");
+    let (code, err) = run(&[
+        "train",
+        model.to_str().unwrap(),
+        "--data",
+        bad.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("bad.jsonl:2:") && err.contains("invalid JSON"),
+        "{err}"
+    );
+
+    let good = trl_dir().join("prompt_completion.jsonl");
+    let out = tmp.path().join("r2");
+    let (code, err) = run(&[
+        "train",
+        model.to_str().unwrap(),
+        "--data",
+        good.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--replay",
+        "/no/such/replay.jsonl",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("/no/such/replay.jsonl"), "{err}");
+
+    let bad_role = tmp.path().join("role.jsonl");
+    std::fs::write(
+        &bad_role,
+        "{\"messages\":[{\"role\":\"narrator\",\"content\":\"x\"}]}\n",
+    )
+    .unwrap();
+    let (code, err) = run(&[
+        "train",
+        model.to_str().unwrap(),
+        "--data",
+        bad_role.to_str().unwrap(),
+        "-o",
+        tmp.path().join("r3").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("role.jsonl:1:") && err.contains("unknown role `narrator`"),
+        "{err}"
+    );
+
+    // a learning rate that blows up: stopped with the step named, no final checkpoint written
+    let out = tmp.path().join("r4");
+    let (code, err) = run(&[
+        "train",
+        model.to_str().unwrap(),
+        "--data",
+        good.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--lr",
+        "1e30",
+        "--max-grad-norm",
+        "0",
+        "--max-steps",
+        "20",
+        "--checkpoint-every",
+        "1",
+        "--no-shuffle",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("at step") && err.contains("last good checkpoint"),
+        "{err}"
+    );
+    assert!(!out.join("final").exists());
+    assert!(out.join("checkpoints").exists());
+}

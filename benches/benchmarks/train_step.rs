@@ -1,0 +1,71 @@
+//! Train-step tokens/s (forward + backward + AdamW) on random Llama weights, f32, CPU.
+
+use candle_core::{DType, Device, Tensor};
+use criterion::{criterion_group, Criterion, Throughput};
+use sft_eval::model::checkpoint::WeightFiles;
+use sft_eval::model::params::Params;
+use sft_eval::model::{read_config, Decoder};
+use sft_eval::train::batch::{Example, MicroBatch};
+use sft_eval::train::loss::masked_nll_sum;
+use sft_eval::train::optim::{AdamW, AdamWConfig};
+
+use super::forward::{write_random_llama, Shape, SMALL, SMOL135M};
+
+fn bench_shape(c: &mut Criterion, s: &Shape, samples: usize) {
+    let tmp = tempfile::tempdir().unwrap();
+    write_random_llama(s, tmp.path());
+    let (arch, _, cfg) = read_config(tmp.path()).unwrap();
+    let mut p = Params::new(
+        WeightFiles::open(tmp.path()).unwrap(),
+        Device::Cpu,
+        DType::F32,
+        true,
+    );
+    let dec = Decoder::load(&cfg, arch.layout, &mut p).unwrap();
+    let vars = p.vars().clone();
+    let mut opt = AdamW::new(&vars, AdamWConfig::default()).unwrap();
+    let ids: Vec<u32> = Tensor::rand(0f32, s.vocab as f32, s.batch * s.seq, &Device::Cpu)
+        .unwrap()
+        .to_dtype(DType::U32)
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let examples: Vec<Example> = ids
+        .chunks(s.seq)
+        .map(|c| Example {
+            ids: c.to_vec(),
+            supervised: vec![true; s.seq],
+            task: None,
+            replay: false,
+            line: 0,
+            docs: vec![],
+        })
+        .collect();
+    let refs: Vec<&Example> = examples.iter().collect();
+    let mb = MicroBatch::padded(&refs, &Device::Cpu).unwrap();
+    let mut g = c.benchmark_group("train_step");
+    g.throughput(Throughput::Elements((s.batch * s.seq) as u64));
+    g.sample_size(samples);
+    g.bench_function(s.name, |b| {
+        b.iter(|| {
+            let logits = dec
+                .logits(&dec.forward_hidden(&mb.ids, &mb.lengths).unwrap())
+                .unwrap();
+            let loss = (masked_nll_sum(&logits, &mb.targets, &mb.loss_mask).unwrap()
+                / mb.n_supervised as f64)
+                .unwrap();
+            let grads = loss.backward().unwrap();
+            opt.step(&grads, 1e-4).unwrap();
+        })
+    });
+    g.finish();
+}
+
+fn bench_train_step(c: &mut Criterion) {
+    bench_shape(c, &SMALL, 10);
+    if std::env::var_os("SFT_EVAL_BENCH_LARGE").is_some() {
+        bench_shape(c, &SMOL135M, 10);
+    }
+}
+
+criterion_group!(benches, bench_train_step);
