@@ -167,70 +167,29 @@ impl Decoder {
                     format!("model.layers.{l}.mlp"),
                 )
             };
-            match &mut b.attn.qkv {
-                Qkv::Split { q, k, v } => {
-                    out.push(NamedLinear {
-                        name: format!("{attn}.q_proj"),
-                        linear: q,
-                    });
-                    out.push(NamedLinear {
-                        name: format!("{attn}.k_proj"),
-                        linear: k,
-                    });
-                    out.push(NamedLinear {
-                        name: format!("{attn}.v_proj"),
-                        linear: v,
-                    });
-                }
-                Qkv::Fused(f) => {
-                    let n = if gpt2 { "c_attn" } else { "qkv_proj" };
-                    out.push(NamedLinear {
-                        name: format!("{attn}.{n}"),
-                        linear: f,
-                    });
-                }
-            }
             let o = if gpt2 { "c_proj" } else { "o_proj" };
-            out.push(NamedLinear {
-                name: format!("{attn}.{o}"),
-                linear: &mut b.attn.o,
-            });
-            match &mut b.mlp {
+            let mut attn_l: Vec<(&str, &mut Linear)> = match &mut b.attn.qkv {
+                Qkv::Split { q, k, v } => vec![("q_proj", q), ("k_proj", k), ("v_proj", v)],
+                Qkv::Fused(f) => vec![(if gpt2 { "c_attn" } else { "qkv_proj" }, f)],
+            };
+            attn_l.push((o, &mut b.attn.o));
+            let mlp_l: Vec<(&str, &mut Linear)> = match &mut b.mlp {
                 Mlp::Gated { gate, up, down } => {
-                    out.push(NamedLinear {
-                        name: format!("{mlp}.gate_proj"),
-                        linear: gate,
-                    });
-                    out.push(NamedLinear {
-                        name: format!("{mlp}.up_proj"),
-                        linear: up,
-                    });
-                    out.push(NamedLinear {
-                        name: format!("{mlp}.down_proj"),
-                        linear: down,
-                    });
+                    vec![("gate_proj", gate), ("up_proj", up), ("down_proj", down)]
                 }
                 Mlp::GatedFused { gate_up, down } => {
-                    out.push(NamedLinear {
-                        name: format!("{mlp}.gate_up_proj"),
-                        linear: gate_up,
-                    });
-                    out.push(NamedLinear {
-                        name: format!("{mlp}.down_proj"),
-                        linear: down,
-                    });
+                    vec![("gate_up_proj", gate_up), ("down_proj", down)]
                 }
-                Mlp::Plain { fc, proj } => {
-                    out.push(NamedLinear {
-                        name: format!("{mlp}.c_fc"),
-                        linear: fc,
-                    });
-                    out.push(NamedLinear {
-                        name: format!("{mlp}.c_proj"),
-                        linear: proj,
-                    });
-                }
-            }
+                Mlp::Plain { fc, proj } => vec![("c_fc", fc), ("c_proj", proj)],
+            };
+            out.extend(attn_l.into_iter().map(|(n, linear)| NamedLinear {
+                name: format!("{attn}.{n}"),
+                linear,
+            }));
+            out.extend(mlp_l.into_iter().map(|(n, linear)| NamedLinear {
+                name: format!("{mlp}.{n}"),
+                linear,
+            }));
         }
         out
     }
