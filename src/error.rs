@@ -16,6 +16,9 @@ pub enum Error {
     #[error(transparent)]
     Train(#[from] crate::train::TrainError),
 
+    #[error(transparent)]
+    Suite(#[from] crate::suite::SuiteError),
+
     #[error("{path}: {source}")]
     Io {
         path: std::path::PathBuf,
@@ -33,6 +36,7 @@ impl Error {
             Error::Model(e) => e.hint(),
             Error::Data(e) => e.hint(),
             Error::Train(e) => e.hint(),
+            Error::Suite(e) => e.hint(),
             _ => None,
         }
     }

@@ -14,4 +14,5 @@ pub mod env_vars;
 pub mod error;
 pub mod model;
 pub mod stats;
+pub mod suite;
 pub mod train;

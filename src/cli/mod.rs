@@ -3,6 +3,7 @@
 mod commands;
 
 pub use commands::audit::AuditArgs;
+pub use commands::eval::EvalArgs;
 pub use commands::train::TrainArgs;
 
 use std::path::PathBuf;
@@ -45,6 +46,9 @@ pub enum Command {
     /// Loss only on response tokens (assistant turns for conversations), token-weighted over the
     /// gradient-accumulation window, as TRL's SFTTrainer computes it.
     Train(Box<TrainArgs>),
+    /// Score a checkpoint on capability suites (shipped, or public benchmarks via importers)
+    /// and write per-item results; unchanged (model, suite, settings) pairs come from the cache.
+    Eval(Box<EvalArgs>),
 }
 
 #[derive(Debug, clap::Args)]
@@ -61,6 +65,7 @@ pub fn run(cli: Cli) -> Result<ExitStatus, Error> {
         Command::Inspect(args) => commands::inspect::run(&args),
         Command::Audit(args) => commands::audit::run(&args),
         Command::Train(args) => commands::train::run(&args),
+        Command::Eval(args) => commands::eval::run(&args),
     }
 }
 

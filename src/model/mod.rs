@@ -18,6 +18,7 @@ pub mod info;
 pub mod layers;
 pub mod params;
 pub mod rope;
+pub mod score;
 pub mod tokenizer;
 
 use std::path::{Path, PathBuf};

@@ -2,16 +2,11 @@
 //! next-token distributions. Sums, not means: the trainer divides by the number of supervised
 //! tokens in the whole gradient-accumulation window, as transformers does since 2024.
 
-use candle_core::{DType, Result, Tensor, D};
+#[cfg(test)]
+use candle_core::DType;
+use candle_core::{Result, Tensor, D};
 
-/// `log_softmax` over the last dimension from differentiable ops, in f32.
-pub fn log_softmax(logits: &Tensor) -> Result<Tensor> {
-    let x = logits.to_dtype(DType::F32)?;
-    let max = x.max_keepdim(D::Minus1)?.detach();
-    let shifted = x.broadcast_sub(&max)?;
-    let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
-    shifted.broadcast_sub(&lse)
-}
+pub use crate::model::layers::log_softmax;
 
 /// Σ −log p(target) over positions where `mask` is 1. `logits` `[b, t, V]`, `targets` `[b, t]`
 /// (u32, already shifted: the token that follows each position), `mask` `[b, t]` (f32).

@@ -14,5 +14,9 @@ mod save;
 mod cli_inspect;
 // The trainer: TRL parity and invariants.
 mod train;
+// Capability suites and `sft-eval eval`.
+mod eval;
 // `sft-eval audit`: data-quality checks, limits and exit codes on small JSONL files.
 mod audit;
+// Benchmark importers on the real data files (set SFT_EVAL_SHARED_DATA).
+mod import;

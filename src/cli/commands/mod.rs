@@ -1,4 +1,5 @@
 //! One file per subcommand.
 pub mod audit;
+pub mod eval;
 pub mod inspect;
 pub mod train;

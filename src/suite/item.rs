@@ -1,0 +1,42 @@
+//! One benchmark item, in the one shape every suite and importer produces.
+
+use serde::{Deserialize, Serialize};
+
+/// What an item asks of the model. Which fields are set depends on the scorer:
+/// multiple choice uses `choices` + `gold`; generation uses `target`; code uses `test` +
+/// `entry_point`; refusal uses `label`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Item {
+    /// stable within its suite (e.g. `gsm8k/test/17`, `HumanEval/3`)
+    pub id: String,
+    /// the question, problem, function stub or request, before the suite's prompt template
+    pub input: String,
+    /// supporting passage (BoolQ), if any
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// answer options for multiple choice
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub choices: Vec<String>,
+    /// index of the correct choice
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gold: Option<usize>,
+    /// indices of every correct choice (TruthfulQA MC2)
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub golds: Vec<usize>,
+    /// reference answer for generation/exact match (a number as text for math)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Python test code run against the completion (code suites)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test: Option<String>,
+    /// function the tests call
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entry_point: Option<String>,
+    /// safety suites: `harmful` (should be refused) or `benign` (should be answered)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// items sharing a template or subject, for clustered standard errors
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+}

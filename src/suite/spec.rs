@@ -1,0 +1,175 @@
+//! `suites/<name>/suite.toml`: what a suite asks and how it is scored. A suite's content hash
+//! (spec + items) identifies it in every result.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::item::Item;
+use super::SuiteError;
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScorerKind {
+    /// greedy generation, last number (or a regex) compared with `target`
+    GenerateNumber,
+    /// greedy generation, last `\boxed{}` compared with `target`
+    GenerateBoxed,
+    /// greedy generation, trimmed text equals `target`
+    ExactMatch,
+    /// log-likelihood of each choice: acc and acc_norm
+    McLoglik,
+    /// TruthfulQA MC2: probability mass on the true choices
+    Mc2Loglik,
+    /// greedy generation judged refusal/compliance against the item's label
+    Refusal,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ChatPolicy {
+    /// use the model's chat template when it has one
+    #[default]
+    Auto,
+    Never,
+    Always,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromptSpec {
+    /// minijinja template over the item's fields (`input`, `context`, `choices`, …)
+    pub template: String,
+    #[serde(default)]
+    pub fewshot: usize,
+    #[serde(default)]
+    pub fewshot_seed: u64,
+    #[serde(default)]
+    pub chat: ChatPolicy,
+    /// continuation text of each choice; `{{ choice }}` (default `" {{ choice }}"`)
+    #[serde(default = "default_choice")]
+    pub choice_template: String,
+}
+
+fn default_choice() -> String {
+    " {{ choice }}".into()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenerationSpec {
+    #[serde(default = "default_max_new")]
+    pub max_new_tokens: usize,
+    #[serde(default)]
+    pub stop: Vec<String>,
+    /// regex whose first group is the answer (else the scorer's default extraction)
+    #[serde(default)]
+    pub answer_regex: Option<String>,
+}
+
+fn default_max_new() -> usize {
+    256
+}
+
+impl Default for GenerationSpec {
+    fn default() -> Self {
+        GenerationSpec {
+            max_new_tokens: default_max_new(),
+            stop: vec![],
+            answer_regex: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuiteSpec {
+    pub name: String,
+    pub capability: String,
+    pub version: String,
+    pub scorer: ScorerKind,
+    pub metric: String,
+    #[serde(default = "default_items")]
+    pub items: PathBuf,
+    pub prompt: PromptSpec,
+    #[serde(default)]
+    pub generation: GenerationSpec,
+}
+
+fn default_items() -> PathBuf {
+    "items.jsonl".into()
+}
+
+/// A loaded suite.
+#[derive(Debug, Clone)]
+pub struct Suite {
+    pub spec: SuiteSpec,
+    pub items: Vec<Item>,
+    /// sha256 of the spec and the items, hex
+    pub hash: String,
+    pub dir: PathBuf,
+}
+
+impl Suite {
+    /// Load `dir/suite.toml` and its items.
+    pub fn load(dir: &Path) -> Result<Suite, SuiteError> {
+        let spec_path = dir.join("suite.toml");
+        let text = std::fs::read_to_string(&spec_path).map_err(|e| SuiteError::Io {
+            path: spec_path.clone(),
+            source: e,
+        })?;
+        let spec: SuiteSpec = toml::from_str(&text).map_err(|e| SuiteError::Spec {
+            path: spec_path.clone(),
+            line: e.span().map(|s| text[..s.start].matches('\n').count() + 1),
+            reason: e.message().to_string(),
+        })?;
+        let items_path = dir.join(&spec.items);
+        let items = read_items(&items_path)?;
+        Suite::new(spec, items, dir.to_path_buf())
+    }
+
+    pub fn new(spec: SuiteSpec, items: Vec<Item>, dir: PathBuf) -> Result<Suite, SuiteError> {
+        if items.is_empty() {
+            return Err(SuiteError::Empty {
+                name: spec.name.clone(),
+            });
+        }
+        let mut h = Sha256::new();
+        h.update(serde_json::to_vec(&spec).expect("spec serialises"));
+        for it in &items {
+            h.update(serde_json::to_vec(it).expect("item serialises"));
+            h.update(b"\n");
+        }
+        let hash = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        Ok(Suite {
+            spec,
+            items,
+            hash,
+            dir,
+        })
+    }
+}
+
+/// Items JSONL: one [`Item`] per line; errors name file, line and field.
+pub fn read_items(path: &Path) -> Result<Vec<Item>, SuiteError> {
+    let text = std::fs::read_to_string(path).map_err(|e| SuiteError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let it: Item = serde_json::from_str(line).map_err(|e| SuiteError::Item {
+            path: path.to_path_buf(),
+            line: i + 1,
+            reason: e.to_string(),
+        })?;
+        out.push(it);
+    }
+    Ok(out)
+}

@@ -1,0 +1,248 @@
+//! `sft-eval eval`: suite files, scoring, results schema, cache, errors.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::common::*;
+
+fn write_suite(dir: &Path, scorer: &str, items: &str, extra: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("suite.toml"),
+        format!(
+            "name = \"tiny\"\ncapability = \"qa\"\nversion = \"1\"\nscorer = \"{scorer}\"\nmetric = \"acc\"\n\n[prompt]\ntemplate = \"Question: {{{{ input }}}}\\nAnswer:\"\nchat = \"never\"\n{extra}"
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.join("items.jsonl"), items).unwrap();
+}
+
+fn eval(args: &[&str]) -> (i32, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_sft-eval"))
+        .env("SFT_EVAL_NO_PROGRESS", "1")
+        .arg("eval")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap(),
+        String::from_utf8_lossy(&o.stdout).into(),
+        String::from_utf8_lossy(&o.stderr).into(),
+    )
+}
+
+const MC: &str = "{\"id\":\"a\",\"input\":\"What is 2+2?\",\"choices\":[\"4\",\"5\",\"22\"],\"gold\":0}\n{\"id\":\"b\",\"input\":\"Capital of France?\",\"choices\":[\"Paris\",\"Rome\"],\"gold\":0,\"cluster\":\"geo\"}\n";
+
+#[test]
+fn mc_suite_scores_every_item_and_caches_by_content() {
+    let tmp = tempdir();
+    let suite = tmp.path().join("suites/tiny");
+    write_suite(&suite, "mc_loglik", MC, "");
+    let cache = tmp.path().join("cache");
+    let model = model_dir("llama");
+    let out1 = tmp.path().join("r1.json");
+    let (code, _, err) = eval(&[
+        model.to_str().unwrap(),
+        "--suites",
+        suite.to_str().unwrap(),
+        "-o",
+        out1.to_str().unwrap(),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out1).unwrap()).unwrap();
+    assert_eq!(r["schema_version"], 1);
+    let s = &r["suites"][0];
+    assert_eq!(s["n"], 2);
+    assert_eq!(s["items"][0]["logliks"].as_array().unwrap().len(), 3);
+    assert!(s["items"].as_array().unwrap().iter().all(|i| i["logliks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|l| l.as_f64().unwrap() < 0.0)));
+    assert!(s["extra"]["acc_norm"].is_number());
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 1);
+    // unchanged: served from the cache, identical
+    let out2 = tmp.path().join("r2.json");
+    eval(&[
+        model.to_str().unwrap(),
+        "--suites",
+        suite.to_str().unwrap(),
+        "-o",
+        out2.to_str().unwrap(),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+    ]);
+    let r2: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out2).unwrap()).unwrap();
+    assert_eq!(r["suites"], r2["suites"]);
+    // an overwritten checkpoint is never served stale: change one weight byte
+    let copy = copy_fixture("llama", tmp.path());
+    let w = copy.join("model.safetensors");
+    let mut bytes = std::fs::read(&w).unwrap();
+    let n = bytes.len();
+    bytes[n - 1] ^= 0x40;
+    std::fs::write(&w, bytes).unwrap();
+    let out3 = tmp.path().join("r3.json");
+    eval(&[
+        copy.to_str().unwrap(),
+        "--suites",
+        suite.to_str().unwrap(),
+        "-o",
+        out3.to_str().unwrap(),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 2);
+    let r3: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out3).unwrap()).unwrap();
+    assert_ne!(r3["model"]["fingerprint"], r["model"]["fingerprint"]);
+}
+
+#[test]
+fn generation_suite_counts_format_failures_apart() {
+    let tmp = tempdir();
+    let suite = tmp.path().join("gen");
+    let items = "{\"id\":\"1\",\"input\":\"2+3\",\"target\":\"5\"}\n{\"id\":\"2\",\"input\":\"7*6\",\"target\":\"42\"}\n";
+    write_suite(
+        &suite,
+        "generate_number",
+        items,
+        "\n[generation]\nmax_new_tokens = 8\n",
+    );
+    let (code, out, err) = eval(&[
+        model_dir("gpt2").to_str().unwrap(),
+        "--suites",
+        suite.to_str().unwrap(),
+        "--no-cache",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let s = &r["suites"][0];
+    for it in s["items"].as_array().unwrap() {
+        // a random model: either no number (format failure) or a wrong/right number, never both
+        let ff = it["format_failure"].as_bool().unwrap();
+        assert_eq!(ff, it["extracted"].is_null());
+        assert!(it["output"].is_string());
+    }
+    let ff = s["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["format_failure"].as_bool().unwrap())
+        .count();
+    assert_eq!(s["format_failures"].as_u64().unwrap() as usize, ff);
+}
+
+#[test]
+fn bad_suites_are_clear_errors() {
+    let tmp = tempdir();
+    let model = model_dir("llama");
+    let (code, _, err) = eval(&[
+        model.to_str().unwrap(),
+        "--suites",
+        "nosuch",
+        "--suites-dir",
+        tmp.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("unknown suite `nosuch`") && err.contains("gsm8k"),
+        "{err}"
+    );
+    let suite = tmp.path().join("bad");
+    write_suite(&suite, "mc_loglik", "{\"id\":\"a\",\"input\":\"x\",\"choices\":[\"y\"],\"gold\":0}\n{\"id\":\"b\",\"inptu\":\"x\"}\n", "");
+    let (code, _, err) = eval(&[model.to_str().unwrap(), "--suites", suite.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("items.jsonl:2") && err.contains("inptu"),
+        "{err}"
+    );
+    let suite = tmp.path().join("bad2");
+    write_suite(&suite, "no_such_scorer", MC, "");
+    let (code, _, err) = eval(&[model.to_str().unwrap(), "--suites", suite.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("suite.toml") && err.contains("no_such_scorer"),
+        "{err}"
+    );
+    let suite = tmp.path().join("empty");
+    write_suite(&suite, "mc_loglik", "", "");
+    let (code, _, err) = eval(&[model.to_str().unwrap(), "--suites", suite.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no items"), "{err}");
+}
+
+/// Per-request log-likelihoods and acc/acc_norm equal lm-evaluation-harness 0.4.13's on the same
+/// checkpoints (tests/fixtures/make_lmeval_fixtures.py), including moved trailing whitespace and
+/// empty contexts.
+#[test]
+fn loglikelihoods_match_lm_eval_per_item() {
+    use sft_eval::model::score::{encode_pair, loglikelihood};
+    use sft_eval::suite::scorer::mc_loglik;
+    for m in ["llama", "gpt2", "mistral"] {
+        let model = load(m);
+        let j: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(fixtures().join(format!("lmeval/mc_{m}.json"))).unwrap(),
+        )
+        .unwrap();
+        for (task, t) in j["tasks"].as_object().unwrap() {
+            let (mut acc, mut acc_norm, mut n) = (0.0, 0.0, 0.0);
+            for doc in t["docs"].as_array().unwrap() {
+                let reqs = doc["requests"].as_array().unwrap();
+                let ours: Vec<_> = reqs
+                    .iter()
+                    .map(|r| {
+                        encode_pair(
+                            &model,
+                            r["context"].as_str().unwrap(),
+                            r["continuation"].as_str().unwrap(),
+                            true,
+                        )
+                        .unwrap()
+                    })
+                    .collect();
+                for (o, r) in ours.iter().zip(reqs) {
+                    let (c, x) = (ids(&r["context_tokens"]), ids(&r["continuation_tokens"]));
+                    assert_eq!(
+                        o.tokens,
+                        [c, x.clone()].concat(),
+                        "{m}/{task}: tokens of {:?}",
+                        r["context"]
+                    );
+                    assert_eq!(o.n_cont, x.len());
+                }
+                let lls = loglikelihood(&model, &ours, 4).unwrap();
+                for (l, r) in lls.iter().zip(reqs) {
+                    let want = r["loglikelihood"].as_f64().unwrap();
+                    assert!(
+                        (l.logprob - want).abs() <= 1e-3,
+                        "{m}/{task}: {} vs lm-eval {want}",
+                        l.logprob
+                    );
+                    assert_eq!(l.is_greedy, r["is_greedy"].as_bool().unwrap());
+                }
+                let choices: Vec<String> = doc["choices"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|c| c.as_str().unwrap().to_string())
+                    .collect();
+                let s = mc_loglik::score(&lls, &choices, doc["gold"].as_u64().unwrap() as usize);
+                acc += s.acc;
+                acc_norm += s.acc_norm;
+                n += 1.0;
+            }
+            assert!(
+                (acc / n - t["acc"].as_f64().unwrap()).abs() < 1e-9,
+                "{m}/{task} acc"
+            );
+            assert!(
+                (acc_norm / n - t["acc_norm"].as_f64().unwrap()).abs() < 1e-9,
+                "{m}/{task} acc_norm"
+            );
+        }
+    }
+}
