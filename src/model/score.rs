@@ -46,16 +46,7 @@ pub fn encode_pair(
     if context.is_empty() {
         // lm-eval: the prefix token stands in for the context, unless the continuation already
         // starts with it, in which case its first token is the context
-        let prefix = model
-            .tokenizer
-            .bos_token()
-            .and_then(|t| model.tokenizer.token_to_id(t))
-            .or_else(|| model.eos_token_ids().first().copied())
-            .ok_or_else(|| {
-                ModelError::Invalid(
-                    "an empty context needs a BOS or EOS token to stand in for it".into(),
-                )
-            })?;
+        let prefix = prefix_token(model)?;
         let cont = model.tokenizer.encode(&continuation, false)?;
         if cont.first() == Some(&prefix) {
             let n_cont = cont.len() - 1;
@@ -149,6 +140,68 @@ pub fn loglikelihood(
         }
     }
     Ok(out)
+}
+
+/// The prefix token lm-eval uses in place of an empty context (BOS, else EOS).
+fn prefix_token(model: &Model) -> Result<u32, ModelError> {
+    model
+        .tokenizer
+        .bos_token()
+        .and_then(|t| model.tokenizer.token_to_id(t))
+        .or_else(|| model.eos_token_ids().first().copied())
+        .ok_or_else(|| {
+            ModelError::Invalid(
+                "scoring needs a BOS or EOS token to stand in for an empty context".into(),
+            )
+        })
+}
+
+/// lm-eval's rolling windows over `tokens` for a context of `max_len` tokens: the first window
+/// predicts up to `max_len` tokens after the prefix token, each later one the next `max_len`
+/// tokens after as much preceding text as fits (`get_rolling_token_windows` with
+/// `context_len = 1`, then `make_disjoint_window`).
+pub fn rolling_windows(tokens: &[u32], prefix: u32, max_len: usize) -> Vec<Request> {
+    let mut out = Vec::new();
+    if tokens.is_empty() {
+        return out;
+    }
+    let first = max_len.min(tokens.len());
+    let mut ctx = vec![prefix];
+    ctx.extend_from_slice(&tokens[..first - 1]);
+    let mut windows = vec![(ctx, tokens[..first].to_vec())];
+    let mut predicted = first;
+    while predicted < tokens.len() {
+        let n = (tokens.len() - predicted).min(max_len);
+        let end = predicted + n;
+        let start = end.saturating_sub(max_len + 1);
+        windows.push((
+            tokens[start..end - 1].to_vec(),
+            tokens[end - n..end].to_vec(),
+        ));
+        predicted += n;
+    }
+    for (a, b) in windows {
+        let keep = a.len() - (b.len() - 1);
+        let mut t = a[..keep].to_vec();
+        let n_cont = b.len();
+        t.extend(b);
+        out.push(Request { tokens: t, n_cont });
+    }
+    out
+}
+
+/// Total log-likelihood of a text and the number of tokens scored (lm-eval
+/// `loglikelihood_rolling`; with a BOS tokenizer the first scored token is BOS given BOS).
+pub fn loglikelihood_rolling(
+    model: &Model,
+    text: &str,
+    batch_size: usize,
+) -> Result<(f64, usize), ModelError> {
+    let tokens = model.tokenizer.encode(text, true)?;
+    let max_len = model.config().context_length().unwrap_or(2048);
+    let windows = rolling_windows(&tokens, prefix_token(model)?, max_len);
+    let lls = loglikelihood(model, &windows, batch_size)?;
+    Ok((lls.iter().map(|l| l.logprob).sum(), tokens.len()))
 }
 
 #[cfg(test)]

@@ -41,6 +41,8 @@ pub enum SuiteError {
     Model(#[from] crate::model::ModelError),
     #[error(transparent)]
     Import(#[from] import::ImportError),
+    #[error("code sandbox: {0}")]
+    Sandbox(String),
 }
 
 impl From<crate::model::tokenizer::TokenizerError> for SuiteError {

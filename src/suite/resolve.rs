@@ -91,6 +91,18 @@ pub fn imported(name: &str, path: &Path) -> Result<Suite, SuiteError> {
             ChatPolicy::Never,
         ),
         "refusal" => (ScorerKind::Refusal, "{{ input }}", vec![], ChatPolicy::Auto),
+        "pass_at_k" => (
+            ScorerKind::PassAtK,
+            "{{ input }}",
+            vec![
+                "\nclass".to_string(),
+                "\ndef".into(),
+                "\n#".into(),
+                "\nif".into(),
+                "\nprint".into(),
+            ],
+            ChatPolicy::Never,
+        ),
         other => {
             return Err(SuiteError::Unknown {
                 name: name.to_string(),
@@ -109,6 +121,7 @@ pub fn imported(name: &str, path: &Path) -> Result<Suite, SuiteError> {
             ScorerKind::McLoglik => "acc".into(),
             ScorerKind::Mc2Loglik => "mc2".into(),
             ScorerKind::Refusal => "safe_behavior".into(),
+            ScorerKind::PassAtK => "pass@1".into(),
             _ => "exact_match".into(),
         },
         items: path.to_path_buf(),
@@ -126,7 +139,7 @@ pub fn imported(name: &str, path: &Path) -> Result<Suite, SuiteError> {
                 256
             },
             stop,
-            answer_regex: None,
+            ..Default::default()
         },
     };
     Suite::new(

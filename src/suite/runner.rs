@@ -9,10 +9,11 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::item::Item;
-use super::scorer::{extract, mc_loglik, refusal, ItemScore};
+use super::sandbox::Limits;
+use super::scorer::{extract, mc_loglik, pass_at_k, refusal, ItemScore};
 use super::spec::{ChatPolicy, ScorerKind, Suite, SCHEMA_VERSION};
 use super::SuiteError;
-use crate::model::generate::{generate, GenerateOptions};
+use crate::model::generate::{generate, Decoding, GenerateOptions};
 use crate::model::score::{encode_pair, loglikelihood};
 use crate::model::{Message, Model};
 
@@ -68,6 +69,9 @@ pub struct SuiteResult {
     /// extra metrics (acc_norm, refusal and over-refusal rates)
     pub extra: std::collections::BTreeMap<String, f64>,
     pub seconds: f64,
+    /// facts a reader needs (e.g. whether executed code had network access)
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
     pub items: Vec<ItemResult>,
 }
 
@@ -158,6 +162,9 @@ pub fn run_suite(
     let mut results = Vec::with_capacity(items.len());
     let mut extra = std::collections::BTreeMap::new();
     let mut norm_sum = 0.0;
+    let mut nll_tokens = (0f64, 0usize);
+    let limits = Limits::default();
+    let mut isolation_note: Option<String> = None;
     for (k, item) in items.iter().enumerate() {
         let (prompt, special) = render_prompt(&env, suite, item, model)?;
         let mut r = ItemResult {
@@ -215,6 +222,73 @@ pub fn run_suite(
                     r.extracted = Some(s.pred.to_string());
                 }
             }
+            ScorerKind::RollingNll | ScorerKind::ReferenceNll => {
+                let (ll, n) = if spec.scorer == ScorerKind::RollingNll {
+                    crate::model::score::loglikelihood_rolling(
+                        model,
+                        &item.input,
+                        settings.batch_size,
+                    )?
+                } else {
+                    let target = item.target.as_deref().ok_or_else(|| SuiteError::Item {
+                        path: suite.dir.join(&spec.items),
+                        line: k + 1,
+                        reason: format!("item {} has no target", item.id),
+                    })?;
+                    let req = encode_pair(model, &prompt, target, special)?;
+                    let l = loglikelihood(model, std::slice::from_ref(&req), 1)?[0];
+                    (l.logprob, l.tokens)
+                };
+                r.logliks = vec![ll];
+                r.score = -ll / n.max(1) as f64;
+                nll_tokens.0 += -ll;
+                nll_tokens.1 += n;
+            }
+            ScorerKind::PassAtK => {
+                let ids = model.tokenizer.encode(&prompt, special)?;
+                let n = spec.generation.samples.max(1);
+                let mut passed = 0;
+                let mut first = None;
+                for s in 0..n {
+                    let decoding = if n == 1 {
+                        Decoding::Greedy
+                    } else {
+                        Decoding::Sample {
+                            temperature: spec.generation.temperature,
+                            top_p: 0.95,
+                            seed: s as u64,
+                        }
+                    };
+                    let opts = GenerateOptions {
+                        max_new_tokens: spec.generation.max_new_tokens,
+                        decoding,
+                        eos_token_ids: model.eos_token_ids(),
+                        stop_strings: spec.generation.stop.clone(),
+                    };
+                    let g = generate(
+                        &model.decoder,
+                        &model.tokenizer,
+                        &ids,
+                        &opts,
+                        model.device(),
+                    )?;
+                    let outcome = pass_at_k::run(item, &g.text, &limits)
+                        .map_err(|e| SuiteError::Sandbox(e.to_string()))?;
+                    if !outcome.network_isolated {
+                        isolation_note.get_or_insert_with(|| {
+                            outcome
+                                .isolation_note
+                                .clone()
+                                .unwrap_or_else(|| "network not isolated".into())
+                        });
+                    }
+                    passed += outcome.status.passed() as usize;
+                    first.get_or_insert(g.text);
+                }
+                r.score = pass_at_k::pass_at_k(n, passed, 1);
+                r.extracted = Some(format!("{passed}/{n} passed"));
+                r.output = first;
+            }
             _ => {
                 let ids = model.tokenizer.encode(&prompt, special)?;
                 let opts = GenerateOptions {
@@ -250,6 +324,12 @@ pub fn run_suite(
     if spec.scorer == ScorerKind::McLoglik {
         extra.insert("acc_norm".into(), norm_sum / n.max(1) as f64);
     }
+    if nll_tokens.1 > 0 {
+        extra.insert(
+            "token_perplexity".into(),
+            (nll_tokens.0 / nll_tokens.1 as f64).exp(),
+        );
+    }
     if spec.scorer == ScorerKind::Refusal {
         let rate = |label: &str, refused: bool| {
             let v: Vec<&ItemResult> = results
@@ -270,6 +350,13 @@ pub fn run_suite(
         }
     }
     obs.end();
+    let mut notes = Vec::new();
+    if spec.scorer == ScorerKind::PassAtK {
+        match isolation_note {
+            Some(n) => notes.push(format!("code ran WITHOUT network isolation: {n}")),
+            None => notes.push("code ran in a sandbox without network access".to_string()),
+        }
+    }
     Ok(SuiteResult {
         schema_version: SCHEMA_VERSION,
         suite: spec.name.clone(),
@@ -283,6 +370,7 @@ pub fn run_suite(
         format_failures: results.iter().filter(|r| r.format_failure).count(),
         extra,
         seconds: t0.elapsed().as_secs_f64(),
+        notes,
         items: results,
     })
 }
@@ -339,6 +427,10 @@ pub fn score_generation(
                 format_failure: text.trim().is_empty(),
             }
         }
-        ScorerKind::McLoglik | ScorerKind::Mc2Loglik => ItemScore::default(),
+        ScorerKind::McLoglik
+        | ScorerKind::Mc2Loglik
+        | ScorerKind::PassAtK
+        | ScorerKind::RollingNll
+        | ScorerKind::ReferenceNll => ItemScore::default(),
     }
 }

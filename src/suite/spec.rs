@@ -26,6 +26,13 @@ pub enum ScorerKind {
     Mc2Loglik,
     /// greedy generation judged refusal/compliance against the item's label
     Refusal,
+    /// completions executed against the item's tests in the sandbox
+    PassAtK,
+    /// rolling log-likelihood of the item's `input` text: per-item mean token NLL (lower is
+    /// better) and the suite's perplexity
+    RollingNll,
+    /// log-likelihood of the reference `target` after the prompt: per-item mean token NLL
+    ReferenceNll,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -68,6 +75,20 @@ pub struct GenerationSpec {
     /// regex whose first group is the answer (else the scorer's default extraction)
     #[serde(default)]
     pub answer_regex: Option<String>,
+    /// pass@k: samples per item (1: one greedy completion)
+    #[serde(default = "one")]
+    pub samples: usize,
+    /// pass@k: sampling temperature when `samples > 1`
+    #[serde(default = "default_temperature")]
+    pub temperature: f64,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn default_temperature() -> f64 {
+    0.8
 }
 
 fn default_max_new() -> usize {
@@ -80,6 +101,8 @@ impl Default for GenerationSpec {
             max_new_tokens: default_max_new(),
             stop: vec![],
             answer_regex: None,
+            samples: 1,
+            temperature: default_temperature(),
         }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod extract;
 pub mod mc_loglik;
+pub mod pass_at_k;
 pub mod refusal;
 
 use serde::{Deserialize, Serialize};
