@@ -19,6 +19,9 @@ pub enum Error {
     #[error(transparent)]
     Suite(#[from] crate::suite::SuiteError),
 
+    #[error(transparent)]
+    Gate(#[from] crate::gate::GateError),
+
     #[error("{path}: {source}")]
     Io {
         path: std::path::PathBuf,
@@ -37,6 +40,7 @@ impl Error {
             Error::Data(e) => e.hint(),
             Error::Train(e) => e.hint(),
             Error::Suite(e) => e.hint(),
+            Error::Gate(e) => e.hint(),
             _ => None,
         }
     }

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod data;
 pub mod env_vars;
 pub mod error;
+pub mod gate;
 pub mod model;
 pub mod stats;
 pub mod suite;

@@ -3,6 +3,7 @@
 mod commands;
 
 pub use commands::audit::AuditArgs;
+pub use commands::compare::{BaselineCommand, CompareArgs, GateArgs};
 pub use commands::eval::EvalArgs;
 pub use commands::train::TrainArgs;
 
@@ -49,6 +50,15 @@ pub enum Command {
     /// Score a checkpoint on capability suites (shipped, or public benchmarks via importers)
     /// and write per-item results; unchanged (model, suite, settings) pairs come from the cache.
     Eval(Box<EvalArgs>),
+    /// Compare a fine-tune with its base on paired items: Δ with bootstrap CI, McNemar, MDE,
+    /// Holm across suites, flipped items (markdown and JSON).
+    Compare(Box<CompareArgs>),
+    /// Gate CI: exit 0 when every suite passes the policy, 1 on a regression, 2 on any error
+    /// (a mismatch or a missing suite is never a pass). Markdown also goes to $GITHUB_STEP_SUMMARY.
+    Gate(Box<GateArgs>),
+    /// Stored baselines.
+    #[command(subcommand)]
+    Baseline(BaselineCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -66,6 +76,9 @@ pub fn run(cli: Cli) -> Result<ExitStatus, Error> {
         Command::Audit(args) => commands::audit::run(&args),
         Command::Train(args) => commands::train::run(&args),
         Command::Eval(args) => commands::eval::run(&args),
+        Command::Compare(args) => commands::compare::run_compare(&args),
+        Command::Gate(args) => commands::compare::run_gate(&args),
+        Command::Baseline(c) => commands::compare::run_baseline(&c),
     }
 }
 

@@ -69,6 +69,10 @@ pub struct SuiteResult {
     /// extra metrics (acc_norm, refusal and over-refusal rates)
     pub extra: std::collections::BTreeMap<String, f64>,
     pub seconds: f64,
+    /// how the suite was named when evaluated (name, folder or IMPORTER=PATH), so a gate can
+    /// evaluate a fine-tune on exactly the baseline's suites
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     /// facts a reader needs (e.g. whether executed code had network access)
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
@@ -370,6 +374,7 @@ pub fn run_suite(
         format_failures: results.iter().filter(|r| r.format_failure).count(),
         extra,
         seconds: t0.elapsed().as_secs_f64(),
+        source: None,
         notes,
         items: results,
     })

@@ -16,6 +16,8 @@ mod cli_inspect;
 mod train;
 // Capability suites and `sft-eval eval`.
 mod eval;
+// compare, baselines and the CI gate.
+mod gate;
 // `sft-eval audit`: data-quality checks, limits and exit codes on small JSONL files.
 mod audit;
 // Benchmark importers on the real data files (set SFT_EVAL_SHARED_DATA).

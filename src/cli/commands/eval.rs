@@ -70,14 +70,72 @@ impl SuiteObserver for Bar {
     }
 }
 
-pub fn run(a: &EvalArgs) -> Result<ExitStatus, Error> {
-    let suites = a
-        .suites
+/// Evaluate a checkpoint on suites (cached), reporting each suite's line on stderr.
+pub fn evaluate(
+    model_dir: &std::path::Path,
+    suites: &[String],
+    suites_dir: &std::path::Path,
+    settings: EvalSettings,
+    cache: Option<&Cache>,
+) -> Result<EvalResults, Error> {
+    let names = suites;
+    let suites = suites
         .iter()
-        .map(|s| resolve(s, &a.suites_dir))
+        .map(|s| resolve(s, suites_dir))
         .collect::<Result<Vec<_>, _>>()?;
-    let model = Model::load(&a.model, &LoadOptions::default())?;
-    let fp = fingerprint(&a.model)?;
+    let model = Model::load(model_dir, &LoadOptions::default())?;
+    let fp = fingerprint(model_dir)?;
+    let mut results = Vec::new();
+    for (s, name) in suites.iter().zip(names) {
+        let mut r = match cache.and_then(|c| c.get(&fp, &s.hash, &settings)) {
+            Some(r) => r,
+            None => {
+                let r = run_suite(&model, s, &settings, &mut Bar(None))?;
+                if let Some(c) = cache {
+                    c.put(&fp, &settings, &r)?;
+                }
+                r
+            }
+        };
+        r.source = Some(name.clone());
+        crate::cli::print_stderr(&format!(
+            "{}: {} = {:.4} ± {:.4} (n = {}, format failures {})\n",
+            r.suite, r.metric, r.mean, r.se, r.n, r.format_failures
+        ));
+        results.push(r);
+    }
+    Ok(EvalResults::new(
+        ModelRef {
+            path: model_dir.display().to_string(),
+            fingerprint: fp,
+        },
+        settings,
+        results,
+    ))
+}
+
+/// Write text atomically (temp file + rename), or to stdout without a path.
+pub fn write_out(path: Option<&std::path::Path>, text: &str) -> Result<(), Error> {
+    match path {
+        Some(p) => {
+            let tmp = p.with_extension("tmp");
+            std::fs::write(&tmp, text).map_err(|e| Error::Io {
+                path: tmp.clone(),
+                source: e,
+            })?;
+            std::fs::rename(&tmp, p).map_err(|e| Error::Io {
+                path: p.to_path_buf(),
+                source: e,
+            })
+        }
+        None => {
+            crate::cli::print_stdout(text);
+            Ok(())
+        }
+    }
+}
+
+pub fn run(a: &EvalArgs) -> Result<ExitStatus, Error> {
     let settings = EvalSettings {
         batch_size: a.batch_size,
         limit: a.limit,
@@ -85,52 +143,15 @@ pub fn run(a: &EvalArgs) -> Result<ExitStatus, Error> {
     let cache = Cache {
         dir: a.cache_dir.clone(),
     };
-    let mut results = Vec::new();
-    for s in &suites {
-        let cached = if a.no_cache {
-            None
-        } else {
-            cache.get(&fp, &s.hash, &settings)
-        };
-        let r = match cached {
-            Some(r) => r,
-            None => {
-                let r = run_suite(&model, s, &settings, &mut Bar(None))?;
-                if !a.no_cache {
-                    cache.put(&fp, &settings, &r)?;
-                }
-                r
-            }
-        };
-        crate::cli::print_stderr(&format!(
-            "{}: {} = {:.4} ± {:.4} (n = {}, format failures {})\n",
-            r.suite, r.metric, r.mean, r.se, r.n, r.format_failures
-        ));
-        results.push(r);
-    }
-    let out = EvalResults::new(
-        ModelRef {
-            path: a.model.display().to_string(),
-            fingerprint: fp,
-        },
+    let out = evaluate(
+        &a.model,
+        &a.suites,
+        &a.suites_dir,
         settings,
-        results,
-    );
+        (!a.no_cache).then_some(&cache),
+    )?;
     let mut text = serde_json::to_string_pretty(&out).expect("results serialise");
     text.push('\n');
-    match &a.out {
-        Some(p) => {
-            let tmp = p.with_extension("json.tmp");
-            std::fs::write(&tmp, text).map_err(|e| Error::Io {
-                path: tmp.clone(),
-                source: e,
-            })?;
-            std::fs::rename(&tmp, p).map_err(|e| Error::Io {
-                path: p.clone(),
-                source: e,
-            })?;
-        }
-        None => crate::cli::print_stdout(&text),
-    }
+    write_out(a.out.as_deref(), &text)?;
     Ok(ExitStatus::Success)
 }

@@ -1,0 +1,225 @@
+//! `sft-eval compare BASE FINETUNED`, `sft-eval gate`, `sft-eval baseline record`.
+
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+
+use super::eval::{evaluate, write_out};
+use crate::error::{Error, ExitStatus};
+use crate::gate::compare::compare;
+use crate::gate::policy::{judge, Policy};
+use crate::gate::{read_results, report};
+use crate::stats::BootstrapConfig;
+use crate::suite::results::{Cache, EvalResults};
+use crate::suite::runner::EvalSettings;
+
+/// Where a side of a comparison comes from.
+#[derive(Debug, Args)]
+pub struct EvalSource {
+    /// Suites to evaluate when a side is a checkpoint folder (names, folders or IMPORTER=PATH).
+    #[arg(long = "suites", value_delimiter = ',')]
+    pub suites: Vec<String>,
+    #[arg(long, default_value = "suites")]
+    pub suites_dir: PathBuf,
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    #[arg(long, default_value_t = 0)]
+    pub limit: usize,
+    #[arg(long, default_value = ".sft-eval-cache")]
+    pub cache_dir: PathBuf,
+    /// Bootstrap resamples.
+    #[arg(long, default_value_t = 10_000)]
+    pub resamples: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+impl EvalSource {
+    /// A results file, or a checkpoint folder evaluated now (on `like`'s suites and settings).
+    fn load(&self, p: &Path, like: Option<&EvalResults>) -> Result<EvalResults, Error> {
+        if p.is_file() {
+            return Ok(read_results(p)?);
+        }
+        let (suites, settings) = match like {
+            Some(b) if self.suites.is_empty() => {
+                let names: Vec<String> = b
+                    .suites
+                    .iter()
+                    .map(|s| s.source.clone().unwrap_or_else(|| s.suite.clone()))
+                    .collect();
+                (names, b.settings.clone())
+            }
+            _ => (
+                self.suites.clone(),
+                EvalSettings {
+                    batch_size: self.batch_size,
+                    limit: self.limit,
+                },
+            ),
+        };
+        if suites.is_empty() {
+            return Err(Error::Usage(format!(
+                "{}: a checkpoint folder needs --suites",
+                p.display()
+            )));
+        }
+        evaluate(
+            p,
+            &suites,
+            &self.suites_dir,
+            settings,
+            Some(&Cache {
+                dir: self.cache_dir.clone(),
+            }),
+        )
+    }
+
+    fn boot(&self) -> BootstrapConfig {
+        BootstrapConfig {
+            resamples: self.resamples,
+            seed: self.seed,
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Base: a results/baseline JSON file or a checkpoint folder.
+    pub base: PathBuf,
+    /// Fine-tune: a results JSON file or a checkpoint folder.
+    pub finetuned: PathBuf,
+    #[command(flatten)]
+    pub src: EvalSource,
+    /// Write the markdown report here (default: stdout).
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
+    /// Write the comparison as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+pub fn run_compare(a: &CompareArgs) -> Result<ExitStatus, Error> {
+    let base = a.src.load(&a.base, None)?;
+    let ft = a.src.load(&a.finetuned, Some(&base))?;
+    let c = compare(&base, &ft, 0.95, &a.src.boot())?;
+    if let Some(j) = &a.json {
+        write_out(
+            Some(j),
+            &serde_json::to_string_pretty(&c).expect("comparison serialises"),
+        )?;
+    }
+    write_out(a.markdown.as_deref(), &report::markdown(&c, None))?;
+    Ok(ExitStatus::Success)
+}
+
+#[derive(Debug, Args)]
+pub struct GateArgs {
+    /// Baseline results of the base model (`sft-eval baseline record`).
+    #[arg(long)]
+    pub baseline: PathBuf,
+    /// Fine-tuned checkpoint to evaluate on the baseline's suites…
+    #[arg(long, conflicts_with = "results", required_unless_present = "results")]
+    pub model: Option<PathBuf>,
+    /// …or its results file.
+    #[arg(long)]
+    pub results: Option<PathBuf>,
+    /// Policy TOML: confidence, default and per-suite margin / max_drop / max_relative_drop /
+    /// inconclusive, and required suites. Default: margin 0.02, inconclusive fails.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    #[command(flatten)]
+    pub src: EvalSource,
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+pub fn run_gate(a: &GateArgs) -> Result<ExitStatus, Error> {
+    let policy: Policy = match &a.policy {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| Error::Io {
+                path: p.clone(),
+                source: e,
+            })?;
+            toml::from_str(&text).map_err(|e| Error::Usage(format!("{}: {e}", p.display())))?
+        }
+        None => Policy::default(),
+    };
+    let base = read_results(&a.baseline)?;
+    let ft = match (&a.model, &a.results) {
+        (_, Some(r)) => read_results(r)?,
+        (Some(m), None) => a.src.load(m, Some(&base))?,
+        (None, None) => unreachable!("clap requires one"),
+    };
+    for r in &policy.required {
+        if !base.suites.iter().any(|s| &s.suite == r) {
+            return Err(Error::Gate(crate::gate::GateError::Mismatch(format!(
+                "required suite `{r}` is not in the baseline"
+            ))));
+        }
+    }
+    let c = compare(&base, &ft, policy.confidence, &a.src.boot())?;
+    let verdicts = judge(&c, &policy);
+    let md = report::markdown(&c, Some(&verdicts));
+    if let Ok(summary) = std::env::var("GITHUB_STEP_SUMMARY") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&summary)
+        {
+            let _ = f.write_all(md.as_bytes());
+        }
+    }
+    if let Some(j) = &a.json {
+        let v = serde_json::json!({"comparison": c, "verdicts": verdicts, "passed": !verdicts.iter().any(|v| v.fails)});
+        write_out(
+            Some(j),
+            &serde_json::to_string_pretty(&v).expect("serialises"),
+        )?;
+    }
+    write_out(a.markdown.as_deref(), &md)?;
+    Ok(if verdicts.iter().any(|v| v.fails) {
+        ExitStatus::Failure
+    } else {
+        ExitStatus::Success
+    })
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BaselineCommand {
+    /// Evaluate a checkpoint and store per-item results, fingerprint, suite hashes and settings.
+    Record(RecordArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    pub model: PathBuf,
+    #[arg(long, short = 'o')]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub src: EvalSource,
+}
+
+pub fn run_baseline(c: &BaselineCommand) -> Result<ExitStatus, Error> {
+    match c {
+        BaselineCommand::Record(a) => {
+            if a.src.suites.is_empty() {
+                return Err(Error::Usage("baseline record needs --suites".into()));
+            }
+            let r = a.src.load(&a.model, None)?;
+            let mut text = serde_json::to_string_pretty(&r).expect("results serialise");
+            text.push('\n');
+            if let Some(parent) = a.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(|e| Error::Io {
+                    path: parent.to_path_buf(),
+                    source: e,
+                })?;
+            }
+            write_out(Some(&a.out), &text)?;
+            Ok(ExitStatus::Success)
+        }
+    }
+}

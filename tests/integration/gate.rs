@@ -1,0 +1,210 @@
+//! `compare`, `baseline record` and `gate`: A/A, regressions, and fail-closed exit codes.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::common::*;
+
+fn cli(args: &[&str]) -> (i32, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_sft-eval"))
+        .env("SFT_EVAL_NO_PROGRESS", "1")
+        .env_remove("GITHUB_STEP_SUMMARY")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap(),
+        String::from_utf8_lossy(&o.stdout).into(),
+        String::from_utf8_lossy(&o.stderr).into(),
+    )
+}
+
+/// A suite of 60 MC items and a baseline of the llama fixture on it.
+fn setup(tmp: &Path) -> (PathBuf, PathBuf) {
+    let suite = tmp.join("suites/mc");
+    std::fs::create_dir_all(&suite).unwrap();
+    std::fs::write(
+        suite.join("suite.toml"),
+        "name = \"mc\"\ncapability = \"qa\"\nversion = \"1\"\nscorer = \"mc_loglik\"\nmetric = \"acc\"\n[prompt]\ntemplate = \"Q: {{ input }}\\nA:\"\nchat = \"never\"\n",
+    )
+    .unwrap();
+    let items: String = (0..60)
+        .map(|i| format!("{}\n", serde_json::json!({"id": format!("q{i}"), "input": format!("What follows {i}?"), "choices": [format!("{}", i + 1), format!("{}", i + 7), "zero"], "gold": 0, "cluster": format!("c{}", i % 6)})))
+        .collect();
+    std::fs::write(suite.join("items.jsonl"), items).unwrap();
+    let baseline = tmp.join("baselines/llama.json");
+    let (code, _, err) = cli(&[
+        "baseline",
+        "record",
+        model_dir("llama").to_str().unwrap(),
+        "-o",
+        baseline.to_str().unwrap(),
+        "--suites",
+        suite.to_str().unwrap(),
+        "--cache-dir",
+        tmp.join("cache").to_str().unwrap(),
+        "--resamples",
+        "2000",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    (suite, baseline)
+}
+
+fn edit(src: &Path, dst: &Path, f: impl FnOnce(&mut serde_json::Value)) {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(src).unwrap()).unwrap();
+    f(&mut v);
+    std::fs::write(dst, serde_json::to_string(&v).unwrap()).unwrap();
+}
+
+#[test]
+fn same_checkpoint_against_itself_has_zero_delta_and_passes() {
+    let tmp = tempdir();
+    let (_, baseline) = setup(tmp.path());
+    let json = tmp.path().join("gate.json");
+    let (code, md, err) = cli(&[
+        "gate",
+        "--baseline",
+        baseline.to_str().unwrap(),
+        "--model",
+        model_dir("llama").to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+        "--cache-dir",
+        tmp.path().join("cache").to_str().unwrap(),
+        "--resamples",
+        "2000",
+    ]);
+    assert_eq!(code, 0, "{md}\n{err}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    for s in v["comparison"]["suites"].as_array().unwrap() {
+        assert_eq!(s["delta"].as_f64().unwrap(), 0.0);
+    }
+    assert_eq!(v["passed"], true);
+    assert!(md.contains("| mc ") && md.contains("Pass"), "{md}");
+}
+
+#[test]
+fn a_clear_drop_fails_the_gate_with_exit_1_and_names_flipped_items() {
+    let tmp = tempdir();
+    let (_, baseline) = setup(tmp.path());
+    // a fine-tune that lost every item the base had right, and some more
+    let ft = tmp.path().join("ft.json");
+    edit(&baseline, &ft, |v| {
+        for it in v["suites"][0]["items"].as_array_mut().unwrap() {
+            it["score"] = serde_json::json!(0.0);
+        }
+    });
+    // make sure the base had something to lose: mark half the base items right
+    let base = tmp.path().join("base.json");
+    edit(&baseline, &base, |v| {
+        for (i, it) in v["suites"][0]["items"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .enumerate()
+        {
+            it["score"] = serde_json::json!(if i % 2 == 0 { 1.0 } else { 0.0 });
+        }
+    });
+    let (code, md, err) = cli(&[
+        "gate",
+        "--baseline",
+        base.to_str().unwrap(),
+        "--results",
+        ft.to_str().unwrap(),
+        "--resamples",
+        "2000",
+    ]);
+    assert_eq!(code, 1, "{md}\n{err}");
+    assert!(md.contains("Fail") && md.contains("`q0`"), "{md}");
+    // compare shows the same numbers without gating
+    let (code, md, _) = cli(&[
+        "compare",
+        base.to_str().unwrap(),
+        ft.to_str().unwrap(),
+        "--resamples",
+        "2000",
+    ]);
+    assert_eq!(code, 0);
+    assert!(md.contains("-50.0"), "{md}");
+}
+
+#[test]
+fn errors_are_never_a_pass() {
+    let tmp = tempdir();
+    let (_, baseline) = setup(tmp.path());
+    let b = baseline.to_str().unwrap();
+    // truncated results file
+    let trunc = tmp.path().join("trunc.json");
+    let text = std::fs::read_to_string(&baseline).unwrap();
+    std::fs::write(&trunc, &text[..text.len() / 2]).unwrap();
+    let (code, _, err) = cli(&[
+        "gate",
+        "--baseline",
+        b,
+        "--results",
+        trunc.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("trunc.json") && err.contains("not a complete"),
+        "{err}"
+    );
+    // a different suite version (hash mismatch)
+    let other = tmp.path().join("other.json");
+    edit(&baseline, &other, |v| {
+        v["suites"][0]["suite_hash"] = serde_json::json!("0000deadbeef")
+    });
+    let (code, _, err) = cli(&[
+        "gate",
+        "--baseline",
+        b,
+        "--results",
+        other.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("differs") && err.contains("hint:"), "{err}");
+    // a suite missing from the fine-tune's results
+    let missing = tmp.path().join("missing.json");
+    edit(&baseline, &missing, |v| v["suites"] = serde_json::json!([]));
+    let (code, _, err) = cli(&[
+        "gate",
+        "--baseline",
+        b,
+        "--results",
+        missing.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    // different settings
+    let settings = tmp.path().join("settings.json");
+    edit(&baseline, &settings, |v| {
+        v["settings"]["limit"] = serde_json::json!(5)
+    });
+    let (code, _, _) = cli(&[
+        "gate",
+        "--baseline",
+        b,
+        "--results",
+        settings.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2);
+    // a required suite the baseline lacks
+    let policy = tmp.path().join("gate.toml");
+    std::fs::write(&policy, "required = [\"math\"]\n[default]\nmargin = 0.05\n").unwrap();
+    let (code, _, err) = cli(&[
+        "gate",
+        "--baseline",
+        b,
+        "--results",
+        b,
+        "--policy",
+        policy.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("math"), "{err}");
+    // no such baseline
+    let (code, _, _) = cli(&["gate", "--baseline", "/no/such.json", "--results", b]);
+    assert_eq!(code, 2);
+}
