@@ -101,12 +101,28 @@ fn render_prompt(
             suite: suite.spec.name.clone(),
             reason: e.to_string(),
         })?;
-    let text = tmpl
-        .render(minijinja::Value::from_serialize(item))
-        .map_err(|e| SuiteError::Template {
-            suite: suite.spec.name.clone(),
-            reason: format!("item {}: {e}", item.id),
-        })?;
+    let render = |it: &Item| {
+        tmpl.render(minijinja::Value::from_serialize(it))
+            .map_err(|e| SuiteError::Template {
+                suite: suite.spec.name.clone(),
+                reason: format!("item {}: {e}", it.id),
+            })
+    };
+    let mut text = String::new();
+    // few-shot, as lm-eval: other items of the suite (seeded per item), each rendered with its
+    // answer after a space, separated by blank lines
+    for shot in fewshot_examples(suite, item) {
+        let answer = match (&shot.target, shot.gold.and_then(|g| shot.choices.get(g))) {
+            (Some(t), _) => t.clone(),
+            (None, Some(c)) => c.clone(),
+            (None, None) => continue,
+        };
+        text.push_str(&render(shot)?);
+        text.push(' ');
+        text.push_str(&answer);
+        text.push_str("\n\n");
+    }
+    text.push_str(&render(item)?);
     let use_chat = match suite.spec.prompt.chat {
         ChatPolicy::Never => false,
         ChatPolicy::Auto => model.chat_template.is_some(),
@@ -129,6 +145,26 @@ fn render_prompt(
     } else {
         Ok((text, true))
     }
+}
+
+/// `prompt.fewshot` other items, drawn with a seed derived from the suite's seed and the item.
+fn fewshot_examples<'a>(suite: &'a Suite, item: &Item) -> Vec<&'a Item> {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    let k = suite.spec.prompt.fewshot;
+    if k == 0 {
+        return Vec::new();
+    }
+    let mut pool: Vec<&Item> = suite.items.iter().filter(|i| i.id != item.id).collect();
+    let key = item
+        .id
+        .bytes()
+        .fold(suite.spec.prompt.fewshot_seed, |h, b| {
+            h.wrapping_mul(0x100000001b3).wrapping_add(b as u64)
+        });
+    pool.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(key));
+    pool.truncate(k);
+    pool
 }
 
 fn short_hash(s: &str) -> String {

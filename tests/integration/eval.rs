@@ -365,3 +365,116 @@ fn greedy_generation_matches_lm_eval() {
         assert_eq!(ours, doc["filtered"]["strict-match"].as_str().unwrap());
     }
 }
+
+/// The shipped suites load, meet the sizes they promise, and their items fit their scorers.
+#[test]
+fn shipped_suites_are_complete() {
+    use sft_eval::suite::spec::{ScorerKind, Suite};
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("suites");
+    let want = [
+        ("math", 200, ScorerKind::GenerateNumber),
+        ("qa", 200, ScorerKind::McLoglik),
+        ("code", 40, ScorerKind::PassAtK),
+        ("safety", 200, ScorerKind::Refusal),
+    ];
+    for (name, min, scorer) in want {
+        let s = Suite::load(&root.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(s.items.len() >= min, "{name}: {} items", s.items.len());
+        assert_eq!(s.spec.scorer, scorer);
+        let mut ids: Vec<&str> = s.items.iter().map(|i| i.id.as_str()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), s.items.len(), "{name}: unique ids");
+        for it in &s.items {
+            match scorer {
+                ScorerKind::McLoglik => assert!(
+                    it.choices.len() == 4 && it.gold.is_some_and(|g| g < 4),
+                    "{}",
+                    it.id
+                ),
+                ScorerKind::GenerateNumber => assert!(
+                    it.target
+                        .as_deref()
+                        .is_some_and(|t| t.parse::<f64>().is_ok()),
+                    "{}",
+                    it.id
+                ),
+                ScorerKind::PassAtK => assert!(
+                    it.test.as_deref().is_some_and(|t| t.contains("def check("))
+                        && it.entry_point.is_some()
+                ),
+                _ => {}
+            }
+        }
+        if scorer == ScorerKind::Refusal {
+            let harmful = s
+                .items
+                .iter()
+                .filter(|i| i.label.as_deref() == Some("harmful"))
+                .count();
+            let benign = s
+                .items
+                .iter()
+                .filter(|i| i.label.as_deref() == Some("benign"))
+                .count();
+            assert!(
+                harmful >= 100 && benign >= 100,
+                "{harmful} harmful, {benign} benign"
+            );
+        }
+    }
+}
+
+/// The shipped code suite's tests run in the sandbox and reject a stub (the generator checked
+/// that each reference solution passes them).
+#[test]
+fn shipped_code_suite_rejects_a_stub_in_the_sandbox() {
+    use sft_eval::suite::sandbox::{find_python, Limits};
+    use sft_eval::suite::scorer::pass_at_k;
+    use sft_eval::suite::spec::Suite;
+    if find_python().is_err() {
+        eprintln!("python3 not found: skipping");
+        return;
+    }
+    let s =
+        Suite::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("suites/code")).unwrap();
+    let item = &s.items[0];
+    let stub = "    return None\n";
+    assert!(!pass_at_k::run(item, stub, &Limits::default())
+        .unwrap()
+        .status
+        .passed());
+}
+
+#[test]
+fn few_shot_prompts_prepend_other_items_with_answers() {
+    let tmp = tempdir();
+    let suite = tmp.path().join("fs");
+    write_suite(&suite, "mc_loglik", MC, "fewshot = 1\nfewshot_seed = 3\n");
+    let (code, out, err) = eval(&[
+        model_dir("llama").to_str().unwrap(),
+        "--suites",
+        suite.to_str().unwrap(),
+        "--no-cache",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let with: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let plain = tmp.path().join("plain");
+    write_suite(&plain, "mc_loglik", MC, "");
+    let (_, out, _) = eval(&[
+        model_dir("llama").to_str().unwrap(),
+        "--suites",
+        plain.to_str().unwrap(),
+        "--no-cache",
+    ]);
+    let without: serde_json::Value = serde_json::from_str(&out).unwrap();
+    // the prompts differ (a shot was prepended), so do the prompt hashes and the scores' inputs
+    assert_ne!(
+        with["suites"][0]["items"][0]["prompt_hash"],
+        without["suites"][0]["items"][0]["prompt_hash"]
+    );
+    assert_ne!(
+        with["suites"][0]["items"][0]["logliks"],
+        without["suites"][0]["items"][0]["logliks"]
+    );
+}

@@ -588,3 +588,56 @@ fn bad_input_exits_2_with_clear_errors() {
     assert!(!out.join("final").exists());
     assert!(out.join("checkpoints").exists());
 }
+
+#[test]
+fn forgetting_budget_stops_the_run_and_keeps_the_best_checkpoint() {
+    let tmp = tempdir();
+    let mut c = small_cfg(30);
+    c.eval = Some(sft_eval::train::config::EvalConfig {
+        path: None,
+        split: 0.1,
+        every: 2,
+        patience: 0,
+        min_delta: 0.0,
+        probe: Some(trl_dir().join("packed.jsonl")),
+        // tiny budget: the first evaluation after training starts is already over it
+        max_kl: Some(1e-6),
+    });
+    let s = train(c, &tmp.path().join("r"), false, &mut Silent).unwrap();
+    assert!(
+        s.stopped_early
+            .as_deref()
+            .is_some_and(|m| m.contains("forgetting budget")),
+        "{:?}",
+        s.stopped_early
+    );
+    assert!(s.steps < 30);
+    let log = std::fs::read_to_string(tmp.path().join("r/log.jsonl")).unwrap();
+    assert!(log.lines().any(|l| l.contains("probe_kl")));
+}
+
+#[test]
+fn early_stopping_on_a_held_out_split() {
+    let tmp = tempdir();
+    let mut c = small_cfg(30);
+    c.lr = 0.5; // diverges: held-out loss stops improving quickly
+    c.max_grad_norm = 0.0;
+    c.eval = Some(sft_eval::train::config::EvalConfig {
+        path: None,
+        split: 0.2,
+        every: 1,
+        patience: 2,
+        min_delta: 0.0,
+        probe: None,
+        max_kl: None,
+    });
+    let s = train(c, &tmp.path().join("r"), false, &mut Silent).unwrap();
+    assert!(
+        s.stopped_early
+            .as_deref()
+            .is_some_and(|m| m.contains("early stopping")),
+        "{:?}",
+        s.stopped_early
+    );
+    assert!(tmp.path().join("r/best/model.safetensors").exists());
+}
