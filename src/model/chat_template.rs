@@ -241,6 +241,17 @@ impl ChatTemplate {
         add_generation_prompt: bool,
         extra: &Map<String, serde_json::Value>,
     ) -> Result<String, ChatTemplateError> {
+        let ctx = self.context(messages, add_generation_prompt, extra)?;
+        self.render_in(&self.env, &ctx)
+    }
+
+    /// The keyword arguments of `compiled_template.render(...)`, in transformers' order.
+    fn context(
+        &self,
+        messages: &serde_json::Value,
+        add_generation_prompt: bool,
+        extra: &Map<String, serde_json::Value>,
+    ) -> Result<Map<String, serde_json::Value>, ChatTemplateError> {
         let messages = self.normalize_messages(messages)?;
         for reserved in ["messages", "add_generation_prompt"] {
             if extra.contains_key(reserved) {
@@ -249,8 +260,6 @@ impl ChatTemplate {
                 )));
             }
         }
-
-        // The keyword arguments of `compiled_template.render(...)`, in transformers' order.
         let mut ctx = Map::new();
         ctx.insert("messages".into(), serde_json::Value::Array(messages));
         ctx.insert("tools".into(), serde_json::Value::Null);
@@ -265,13 +274,16 @@ impl ChatTemplate {
         for (key, value) in extra {
             ctx.insert(key.clone(), value.clone());
         }
+        Ok(ctx)
+    }
 
-        let template = self
-            .env
-            .get_template(&self.name)
-            .map_err(|err| self.map_error(err))?;
-        template
-            .render(Value::from_serialize(&ctx))
+    fn render_in(
+        &self,
+        env: &Environment<'static>,
+        ctx: &Map<String, serde_json::Value>,
+    ) -> Result<String, ChatTemplateError> {
+        env.get_template(&self.name)
+            .and_then(|t| t.render(Value::from_serialize(ctx)))
             .map_err(|err| self.map_error(err))
     }
 
@@ -291,22 +303,8 @@ impl ChatTemplate {
             return Ok(None);
         };
         let value = serde_json::to_value(messages).map_err(|e| self.invalid(e.to_string()))?;
-        let messages = self.normalize_messages(&value)?;
-        let mut ctx = Map::new();
-        ctx.insert("messages".into(), serde_json::Value::Array(messages));
-        ctx.insert("tools".into(), serde_json::Value::Null);
-        ctx.insert("documents".into(), serde_json::Value::Null);
-        ctx.insert(
-            "add_generation_prompt".into(),
-            serde_json::Value::Bool(false),
-        );
-        for (name, token) in &self.special_tokens {
-            ctx.insert(name.clone(), serde_json::Value::String(token.clone()));
-        }
-        let marked = env
-            .get_template(&self.name)
-            .and_then(|t| t.render(Value::from_serialize(&ctx)))
-            .map_err(|err| self.map_error(err))?;
+        let ctx = self.context(&value, false, &Map::new())?;
+        let marked = self.render_in(env, &ctx)?;
         let mut text = String::with_capacity(marked.len());
         let mut spans = Vec::new();
         let mut open: Option<usize> = None;
