@@ -62,9 +62,13 @@ pub fn markdown(c: &Comparison, verdicts: Option<&[SuiteVerdict]>) -> String {
     if let Some(v) = verdicts {
         out.push_str("\n### Verdicts\n\n");
         for x in v {
+            let mde = c.suites.iter().find(|s| s.suite == x.suite).map_or(f64::NAN, |s| s.mde);
             out.push_str(&format!(
-                "- **{}**: {:?} — {}\n",
-                x.suite, x.verdict, x.reason
+                "- **{}**: {:?} — {}; with these items a drop of {:.1} pts or more would be detected (80% power)\n",
+                x.suite,
+                x.verdict,
+                x.reason,
+                100.0 * mde
             ));
         }
     }

@@ -208,3 +208,30 @@ fn errors_are_never_a_pass() {
     let (code, _, _) = cli(&["gate", "--baseline", "/no/such.json", "--results", b]);
     assert_eq!(code, 2);
 }
+
+#[test]
+fn gate_markdown_snapshot() {
+    let tmp = tempdir();
+    let (_, baseline) = setup(tmp.path());
+    let base = tmp.path().join("base.json");
+    let ft = tmp.path().join("ft.json");
+    // fixed, synthetic scores: half right at base; the fine-tune loses items 0, 2, 4 and gains 1
+    for (path, lost) in [(&base, false), (&ft, true)] {
+        edit(&baseline, path, |v| {
+            v["model"]["path"] = serde_json::json!(if lost { "finetuned" } else { "base" });
+            for (i, it) in v["suites"][0]["items"].as_array_mut().unwrap().iter_mut().enumerate() {
+                let mut s = if i % 2 == 0 { 1.0 } else { 0.0 };
+                if lost && (i == 0 || i == 2 || i == 4) {
+                    s = 0.0;
+                }
+                if lost && i == 1 {
+                    s = 1.0;
+                }
+                it["score"] = serde_json::json!(s);
+            }
+        });
+    }
+    let (code, md, err) = cli(&["gate", "--baseline", base.to_str().unwrap(), "--results", ft.to_str().unwrap(), "--resamples", "2000"]);
+    assert!(code == 0 || code == 1, "{err}");
+    insta::assert_snapshot!(md);
+}
