@@ -3,6 +3,7 @@
 //! never a pass).
 
 pub mod compare;
+pub mod drift;
 pub mod policy;
 pub mod report;
 

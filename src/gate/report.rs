@@ -62,7 +62,11 @@ pub fn markdown(c: &Comparison, verdicts: Option<&[SuiteVerdict]>) -> String {
     if let Some(v) = verdicts {
         out.push_str("\n### Verdicts\n\n");
         for x in v {
-            let mde = c.suites.iter().find(|s| s.suite == x.suite).map_or(f64::NAN, |s| s.mde);
+            let mde = c
+                .suites
+                .iter()
+                .find(|s| s.suite == x.suite)
+                .map_or(f64::NAN, |s| s.mde);
             out.push_str(&format!(
                 "- **{}**: {:?} — {}; with these items a drop of {:.1} pts or more would be detected (80% power)\n",
                 x.suite,
@@ -79,6 +83,21 @@ pub fn markdown(c: &Comparison, verdicts: Option<&[SuiteVerdict]>) -> String {
             for f in s.flipped.iter().take(20) {
                 out.push_str(&format!("- `{}` / `{}`\n", s.suite, f.id));
             }
+        }
+    }
+    out
+}
+
+/// Markdown for label-free drift.
+pub fn drift_markdown(d: &super::drift::Drift) -> String {
+    let mut out = String::from("\n### Label-free drift\n\nMean token KL(base ‖ fine-tune) on each suite's prompts (nats):\n\n");
+    for (s, k) in &d.kl {
+        out.push_str(&format!("- `{s}`: {k:.4}\n"));
+    }
+    if !d.weight_change.is_empty() {
+        out.push_str("\nRelative weight change ‖ΔW‖/‖W‖ per block:\n\n");
+        for (l, r) in &d.weight_change {
+            out.push_str(&format!("- {l}: {r:.4}\n"));
         }
     }
     out

@@ -89,7 +89,9 @@ pub trait SuiteObserver {
 pub struct NoProgress;
 impl SuiteObserver for NoProgress {}
 
-fn render_prompt(
+/// The exact prompt text an item is scored on, and whether the tokenizer should add its special
+/// tokens (false when the chat template already placed them).
+pub fn render_prompt(
     env: &Environment,
     suite: &Suite,
     item: &Item,

@@ -219,7 +219,12 @@ fn gate_markdown_snapshot() {
     for (path, lost) in [(&base, false), (&ft, true)] {
         edit(&baseline, path, |v| {
             v["model"]["path"] = serde_json::json!(if lost { "finetuned" } else { "base" });
-            for (i, it) in v["suites"][0]["items"].as_array_mut().unwrap().iter_mut().enumerate() {
+            for (i, it) in v["suites"][0]["items"]
+                .as_array_mut()
+                .unwrap()
+                .iter_mut()
+                .enumerate()
+            {
                 let mut s = if i % 2 == 0 { 1.0 } else { 0.0 };
                 if lost && (i == 0 || i == 2 || i == 4) {
                     s = 0.0;
@@ -231,7 +236,72 @@ fn gate_markdown_snapshot() {
             }
         });
     }
-    let (code, md, err) = cli(&["gate", "--baseline", base.to_str().unwrap(), "--results", ft.to_str().unwrap(), "--resamples", "2000"]);
+    let (code, md, err) = cli(&[
+        "gate",
+        "--baseline",
+        base.to_str().unwrap(),
+        "--results",
+        ft.to_str().unwrap(),
+        "--resamples",
+        "2000",
+    ]);
     assert!(code == 0 || code == 1, "{err}");
     insta::assert_snapshot!(md);
+}
+
+#[test]
+fn compare_of_checkpoints_reports_label_free_drift() {
+    let tmp = tempdir();
+    let (suite, _) = setup(tmp.path());
+    // a fine-tune: a few steps of SFT on the TRL fixture data
+    let run = tmp.path().join("run");
+    let mut c = sft_eval::train::TrainConfig {
+        model: model_dir("llama"),
+        data: fixtures().join("trl/prompt_completion.jsonl"),
+        max_length: 64,
+        max_steps: Some(3),
+        batch_size: 4,
+        lr: 1e-2,
+        ..Default::default()
+    };
+    c.freeze.first_layers = 1;
+    sft_eval::train::train(c, &run, false, &mut sft_eval::train::observer::Silent).unwrap();
+    let json = tmp.path().join("cmp.json");
+    let args = |ft: &Path| {
+        cli(&[
+            "compare",
+            model_dir("llama").to_str().unwrap(),
+            ft.to_str().unwrap(),
+            "--suites",
+            suite.to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+            "--cache-dir",
+            tmp.path().join("cache").to_str().unwrap(),
+            "--resamples",
+            "1000",
+        ])
+    };
+    let (code, md, err) = args(&run.join("final"));
+    assert_eq!(code, 0, "{err}");
+    assert!(md.contains("Label-free drift"), "{md}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(v["drift"]["kl"]["mc"].as_f64().unwrap() > 0.0);
+    let changes: Vec<(String, f64)> =
+        serde_json::from_value(v["drift"]["weight_change"].clone()).unwrap();
+    let get = |l: &str| changes.iter().find(|(n, _)| n == l).map(|x| x.1).unwrap();
+    assert_eq!(get("layer 0"), 0.0, "layer 0 was frozen");
+    assert!(get("layer 1") > 0.0);
+    // the base against itself: no drift at all
+    let (code, _, _) = args(&model_dir("llama"));
+    assert_eq!(code, 0);
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(v["drift"]["kl"]["mc"].as_f64().unwrap().abs() < 1e-9);
+    assert!(v["drift"]["weight_change"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|x| x[1].as_f64().unwrap() == 0.0));
 }

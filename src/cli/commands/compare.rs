@@ -97,19 +97,45 @@ pub struct CompareArgs {
     /// Write the comparison as JSON here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Prompts per suite for the label-free drift (mean token KL) when both sides are checkpoints.
+    #[arg(long, default_value_t = 100)]
+    pub drift_items: usize,
 }
 
 pub fn run_compare(a: &CompareArgs) -> Result<ExitStatus, Error> {
     let base = a.src.load(&a.base, None)?;
     let ft = a.src.load(&a.finetuned, Some(&base))?;
     let c = compare(&base, &ft, 0.95, &a.src.boot())?;
+    let mut md = report::markdown(&c, None);
+    // label-free drift when both sides are checkpoints
+    let drift = if a.base.is_dir() && a.finetuned.is_dir() {
+        let suites = base
+            .suites
+            .iter()
+            .map(|s| {
+                crate::suite::resolve::resolve(
+                    s.source.as_deref().unwrap_or(&s.suite),
+                    &a.src.suites_dir,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let opts = crate::model::LoadOptions::default();
+        let bm = crate::model::Model::load(&a.base, &opts)?;
+        let fm = crate::model::Model::load(&a.finetuned, &opts)?;
+        let d = crate::gate::drift::drift(&bm, &fm, &suites, a.drift_items)?;
+        md.push_str(&report::drift_markdown(&d));
+        Some(d)
+    } else {
+        None
+    };
     if let Some(j) = &a.json {
+        let v = serde_json::json!({"comparison": c, "drift": drift});
         write_out(
             Some(j),
-            &serde_json::to_string_pretty(&c).expect("comparison serialises"),
+            &serde_json::to_string_pretty(&v).expect("comparison serialises"),
         )?;
     }
-    write_out(a.markdown.as_deref(), &report::markdown(&c, None))?;
+    write_out(a.markdown.as_deref(), &md)?;
     Ok(ExitStatus::Success)
 }
 
