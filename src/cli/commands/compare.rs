@@ -218,6 +218,58 @@ pub fn run_gate(a: &GateArgs) -> Result<ExitStatus, Error> {
 pub enum BaselineCommand {
     /// Evaluate a checkpoint and store per-item results, fingerprint, suite hashes and settings.
     Record(RecordArgs),
+    /// Re-evaluate a baseline's model (or another one) on the baseline's suites and settings,
+    /// show what changed, and write only with --yes.
+    Update(UpdateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// The baseline file to refresh.
+    #[arg(long)]
+    pub baseline: PathBuf,
+    /// Checkpoint to evaluate (default: the baseline's recorded model path).
+    pub model: Option<PathBuf>,
+    /// Write the new baseline (otherwise only show the changes).
+    #[arg(long)]
+    pub yes: bool,
+    #[command(flatten)]
+    pub src: EvalSource,
+}
+
+/// What differs between two results files, one line per change.
+fn changes(old: &EvalResults, new: &EvalResults) -> Vec<String> {
+    let mut out = Vec::new();
+    if old.model.fingerprint != new.model.fingerprint {
+        out.push(format!("model fingerprint {}… → {}…", &old.model.fingerprint[..12], &new.model.fingerprint[..12]));
+    }
+    if old.harness_version != new.harness_version {
+        out.push(format!("harness {} → {}", old.harness_version, new.harness_version));
+    }
+    for n in &new.suites {
+        match old.suites.iter().find(|o| o.suite == n.suite) {
+            None => out.push(format!("suite `{}` added", n.suite)),
+            Some(o) => {
+                if o.suite_hash != n.suite_hash {
+                    out.push(format!("suite `{}` content changed ({} → {} items)", n.suite, o.n, n.n));
+                }
+                let flipped = o
+                    .items
+                    .iter()
+                    .filter(|a| n.items.iter().find(|b| b.id == a.id).is_some_and(|b| b.score != a.score))
+                    .count();
+                if o.mean != n.mean || flipped > 0 {
+                    out.push(format!("suite `{}`: {} {:.4} → {:.4}, {flipped} items changed score", n.suite, n.metric, o.mean, n.mean));
+                }
+            }
+        }
+    }
+    for o in &old.suites {
+        if !new.suites.iter().any(|n| n.suite == o.suite) {
+            out.push(format!("suite `{}` removed", o.suite));
+        }
+    }
+    out
 }
 
 #[derive(Debug, Args)]
@@ -231,6 +283,27 @@ pub struct RecordArgs {
 
 pub fn run_baseline(c: &BaselineCommand) -> Result<ExitStatus, Error> {
     match c {
+        BaselineCommand::Update(a) => {
+            let old = read_results(&a.baseline)?;
+            let model = a.model.clone().unwrap_or_else(|| PathBuf::from(&old.model.path));
+            let new = a.src.load(&model, Some(&old))?;
+            let diff = changes(&old, &new);
+            let mut msg = if diff.is_empty() {
+                format!("{}: no changes\n", a.baseline.display())
+            } else {
+                format!("{}: {} change(s)\n", a.baseline.display(), diff.len()) + &diff.iter().map(|d| format!("  - {d}\n")).collect::<String>()
+            };
+            if a.yes && !diff.is_empty() {
+                let mut text = serde_json::to_string_pretty(&new).expect("results serialise");
+                text.push('\n');
+                write_out(Some(&a.baseline), &text)?;
+                msg.push_str("written\n");
+            } else if !diff.is_empty() {
+                msg.push_str("not written: pass --yes to replace the baseline\n");
+            }
+            crate::cli::print_stdout(&msg);
+            Ok(ExitStatus::Success)
+        }
         BaselineCommand::Record(a) => {
             if a.src.suites.is_empty() {
                 return Err(Error::Usage("baseline record needs --suites".into()));
