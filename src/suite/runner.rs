@@ -23,6 +23,19 @@ pub struct EvalSettings {
     pub batch_size: usize,
     /// score only the first N items (0 = all)
     pub limit: usize,
+    /// what to do with an item whose prompt (plus the generation budget) exceeds the context
+    #[serde(default)]
+    pub over_context: OverContext,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OverContext {
+    /// leave the item out and count it (`skipped` in the results)
+    #[default]
+    Skip,
+    /// stop with an error naming the item
+    Error,
 }
 
 impl Default for EvalSettings {
@@ -30,6 +43,7 @@ impl Default for EvalSettings {
         EvalSettings {
             batch_size: 8,
             limit: 0,
+            over_context: OverContext::Skip,
         }
     }
 }
@@ -66,6 +80,9 @@ pub struct SuiteResult {
     /// standard error of the mean, sd/√n
     pub se: f64,
     pub format_failures: usize,
+    /// items left out because their prompt did not fit the model's context
+    #[serde(default)]
+    pub skipped: Vec<String>,
     /// extra metrics (acc_norm, refusal and over-refusal rates)
     pub extra: std::collections::BTreeMap<String, f64>,
     pub seconds: f64,
@@ -204,11 +221,41 @@ pub fn run_suite(
     let mut results = Vec::with_capacity(items.len());
     let mut extra = std::collections::BTreeMap::new();
     let mut norm_sum = 0.0;
+    let mut skipped: Vec<String> = Vec::new();
     let mut nll_tokens = (0f64, 0usize);
     let limits = Limits::default();
     let mut isolation_note: Option<String> = None;
     for (k, item) in items.iter().enumerate() {
         let (prompt, special) = render_prompt(&env, suite, item, model)?;
+        if let Some(ctx_len) = model.config().context_length() {
+            let budget = match spec.scorer {
+                ScorerKind::McLoglik
+                | ScorerKind::Mc2Loglik
+                | ScorerKind::RollingNll
+                | ScorerKind::ReferenceNll => 0,
+                _ => spec.generation.max_new_tokens,
+            };
+            let n = model.tokenizer.encode(&prompt, special)?.len();
+            if spec.scorer != ScorerKind::RollingNll && n + budget > ctx_len {
+                match settings.over_context {
+                    OverContext::Skip => {
+                        skipped.push(item.id.clone());
+                        obs.item(k + 1);
+                        continue;
+                    }
+                    OverContext::Error => {
+                        return Err(SuiteError::Item {
+                            path: suite.dir.join(&spec.items),
+                            line: k + 1,
+                            reason: format!(
+                                "item {}: prompt of {n} tokens plus {budget} to generate exceeds the context of {ctx_len}",
+                                item.id
+                            ),
+                        })
+                    }
+                }
+            }
+        }
         let mut r = ItemResult {
             id: item.id.clone(),
             prompt_hash: short_hash(&prompt),
@@ -410,6 +457,7 @@ pub fn run_suite(
         mean,
         se: (var / n.max(1) as f64).sqrt(),
         format_failures: results.iter().filter(|r| r.format_failure).count(),
+        skipped,
         extra,
         seconds: t0.elapsed().as_secs_f64(),
         source: None,

@@ -478,3 +478,41 @@ fn few_shot_prompts_prepend_other_items_with_answers() {
         without["suites"][0]["items"][0]["logliks"]
     );
 }
+
+#[test]
+fn over_context_items_are_skipped_and_counted_or_refused() {
+    let tmp = tempdir();
+    let suite = tmp.path().join("long");
+    // gpt2 fixture: 64 positions; the second prompt is far longer
+    let long = "word ".repeat(200);
+    let items = format!(
+        "{}\n{}\n",
+        serde_json::json!({"id": "short", "input": "Hi?", "choices": ["a", "b"], "gold": 0}),
+        serde_json::json!({"id": "long", "input": long, "choices": ["a", "b"], "gold": 0})
+    );
+    write_suite(&suite, "mc_loglik", &items, "");
+    let gpt2 = model_dir("gpt2");
+    let (code, out, err) = eval(&[
+        gpt2.to_str().unwrap(),
+        "--suites",
+        suite.to_str().unwrap(),
+        "--no-cache",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["suites"][0]["n"], 1);
+    assert_eq!(r["suites"][0]["skipped"], serde_json::json!(["long"]));
+    let (code, _, err) = eval(&[
+        gpt2.to_str().unwrap(),
+        "--suites",
+        suite.to_str().unwrap(),
+        "--no-cache",
+        "--over-context",
+        "error",
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("items.jsonl:2") && err.contains("exceeds the context of 64"),
+        "{err}"
+    );
+}

@@ -312,14 +312,29 @@ fn baseline_update_shows_changes_and_writes_only_with_yes() {
     let (_, baseline) = setup(tmp.path());
     let b = baseline.to_str().unwrap();
     let cache = tmp.path().join("cache");
-    let (code, out, err) = cli(&["baseline", "update", "--baseline", b, "--cache-dir", cache.to_str().unwrap()]);
+    let (code, out, err) = cli(&[
+        "baseline",
+        "update",
+        "--baseline",
+        b,
+        "--cache-dir",
+        cache.to_str().unwrap(),
+    ]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("no changes"), "{out}");
     // another checkpoint: changes are listed, the file is untouched without --yes
     let before = std::fs::read_to_string(&baseline).unwrap();
     let other = model_dir("llama-t5-sharded");
     let args = |yes: bool| {
-        let mut v = vec!["baseline", "update", "--baseline", b, other.to_str().unwrap(), "--cache-dir", cache.to_str().unwrap()];
+        let mut v = vec![
+            "baseline",
+            "update",
+            "--baseline",
+            b,
+            other.to_str().unwrap(),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+        ];
         if yes {
             v.push("--yes");
         }
@@ -327,7 +342,10 @@ fn baseline_update_shows_changes_and_writes_only_with_yes() {
     };
     let (code, out, err) = args(false);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("model fingerprint") && out.contains("not written"), "{out}");
+    assert!(
+        out.contains("model fingerprint") && out.contains("not written"),
+        "{out}"
+    );
     assert_eq!(std::fs::read_to_string(&baseline).unwrap(), before);
     let (code, out, _) = args(true);
     assert_eq!(code, 0);

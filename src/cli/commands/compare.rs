@@ -25,6 +25,10 @@ pub struct EvalSource {
     pub batch_size: usize,
     #[arg(long, default_value_t = 0)]
     pub limit: usize,
+    /// Items whose prompt (plus the generation budget) exceeds the model's context: skip and
+    /// count them, or stop with an error.
+    #[arg(long, value_enum, default_value = "skip")]
+    pub over_context: crate::suite::runner::OverContext,
     #[arg(long, default_value = ".sft-eval-cache")]
     pub cache_dir: PathBuf,
     /// Bootstrap resamples.
@@ -54,6 +58,7 @@ impl EvalSource {
                 EvalSettings {
                     batch_size: self.batch_size,
                     limit: self.limit,
+                    over_context: self.over_context,
                 },
             ),
         };
@@ -241,25 +246,43 @@ pub struct UpdateArgs {
 fn changes(old: &EvalResults, new: &EvalResults) -> Vec<String> {
     let mut out = Vec::new();
     if old.model.fingerprint != new.model.fingerprint {
-        out.push(format!("model fingerprint {}… → {}…", &old.model.fingerprint[..12], &new.model.fingerprint[..12]));
+        out.push(format!(
+            "model fingerprint {}… → {}…",
+            &old.model.fingerprint[..12],
+            &new.model.fingerprint[..12]
+        ));
     }
     if old.harness_version != new.harness_version {
-        out.push(format!("harness {} → {}", old.harness_version, new.harness_version));
+        out.push(format!(
+            "harness {} → {}",
+            old.harness_version, new.harness_version
+        ));
     }
     for n in &new.suites {
         match old.suites.iter().find(|o| o.suite == n.suite) {
             None => out.push(format!("suite `{}` added", n.suite)),
             Some(o) => {
                 if o.suite_hash != n.suite_hash {
-                    out.push(format!("suite `{}` content changed ({} → {} items)", n.suite, o.n, n.n));
+                    out.push(format!(
+                        "suite `{}` content changed ({} → {} items)",
+                        n.suite, o.n, n.n
+                    ));
                 }
                 let flipped = o
                     .items
                     .iter()
-                    .filter(|a| n.items.iter().find(|b| b.id == a.id).is_some_and(|b| b.score != a.score))
+                    .filter(|a| {
+                        n.items
+                            .iter()
+                            .find(|b| b.id == a.id)
+                            .is_some_and(|b| b.score != a.score)
+                    })
                     .count();
                 if o.mean != n.mean || flipped > 0 {
-                    out.push(format!("suite `{}`: {} {:.4} → {:.4}, {flipped} items changed score", n.suite, n.metric, o.mean, n.mean));
+                    out.push(format!(
+                        "suite `{}`: {} {:.4} → {:.4}, {flipped} items changed score",
+                        n.suite, n.metric, o.mean, n.mean
+                    ));
                 }
             }
         }
@@ -285,13 +308,20 @@ pub fn run_baseline(c: &BaselineCommand) -> Result<ExitStatus, Error> {
     match c {
         BaselineCommand::Update(a) => {
             let old = read_results(&a.baseline)?;
-            let model = a.model.clone().unwrap_or_else(|| PathBuf::from(&old.model.path));
+            let model = a
+                .model
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(&old.model.path));
             let new = a.src.load(&model, Some(&old))?;
             let diff = changes(&old, &new);
             let mut msg = if diff.is_empty() {
                 format!("{}: no changes\n", a.baseline.display())
             } else {
-                format!("{}: {} change(s)\n", a.baseline.display(), diff.len()) + &diff.iter().map(|d| format!("  - {d}\n")).collect::<String>()
+                format!("{}: {} change(s)\n", a.baseline.display(), diff.len())
+                    + &diff
+                        .iter()
+                        .map(|d| format!("  - {d}\n"))
+                        .collect::<String>()
             };
             if a.yes && !diff.is_empty() {
                 let mut text = serde_json::to_string_pretty(&new).expect("results serialise");

@@ -34,6 +34,10 @@ pub struct EvalArgs {
     /// Score only the first N items of each suite (0: all).
     #[arg(long, default_value_t = 0)]
     pub limit: usize,
+    /// Items whose prompt (plus the generation budget) exceeds the model's context: skip and
+    /// count them, or stop with an error.
+    #[arg(long, value_enum, default_value = "skip")]
+    pub over_context: crate::suite::runner::OverContext,
     /// Where cached results live, keyed by (model fingerprint, suite hash, settings).
     #[arg(long, default_value = ".sft-eval-cache")]
     pub cache_dir: PathBuf,
@@ -139,6 +143,7 @@ pub fn run(a: &EvalArgs) -> Result<ExitStatus, Error> {
     let settings = EvalSettings {
         batch_size: a.batch_size,
         limit: a.limit,
+        over_context: a.over_context,
     };
     let cache = Cache {
         dir: a.cache_dir.clone(),
