@@ -1,4 +1,4 @@
-//! Criterion benchmarks: `cargo bench --bench main -- forward`, `-- train_step`
+//! Criterion benchmarks: `cargo bench --bench main -- forward`, `-- train_step`, `-- scorer`
 //! (`SFT_EVAL_BENCH_LARGE=1` adds the 135M train step);
 //! figures are recorded in reports/bench/README.md.
 
@@ -6,5 +6,6 @@ mod benchmarks;
 
 criterion::criterion_main!(
     benchmarks::forward::benches,
-    benchmarks::train_step::benches
+    benchmarks::train_step::benches,
+    benchmarks::scorers::benches
 );

@@ -1,2 +1,3 @@
 pub mod forward;
+pub mod scorers;
 pub mod train_step;
