@@ -47,7 +47,14 @@ fn bench_scorers(c: &mut Criterion) {
         ],
         gold: Some(0),
         target: Some(format!("{}", 2 * i + 3)),
-        label: Some(if i.is_multiple_of(2) { "harmful" } else { "benign" }.into()),
+        label: Some(
+            if i.is_multiple_of(2) {
+                "harmful"
+            } else {
+                "benign"
+            }
+            .into(),
+        ),
         ..Default::default()
     };
     let items: Vec<Item> = (0..n).map(item).collect();
