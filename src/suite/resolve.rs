@@ -65,6 +65,8 @@ pub fn imported(name: &str, path: &Path) -> Result<Suite, SuiteError> {
                 ),
             })?;
     let items = (imp.import)(path)?;
+    // MMLU as lm-eval asks it: the options listed with letters, the letter scored
+    const MMLU: &str = "{{ input | trim }}\n{% for c in choices %}{{ 'ABCD'[loop.index0] }}. {{ c }}\n{% endfor %}Answer:";
     let (scorer, template, stop, chat) = match imp.scorer {
         "generate_number" => (
             ScorerKind::GenerateNumber,
@@ -78,6 +80,7 @@ pub fn imported(name: &str, path: &Path) -> Result<Suite, SuiteError> {
             vec!["\n\nProblem:".to_string()],
             ChatPolicy::Never,
         ),
+        "mc_loglik" if name == "mmlu" => (ScorerKind::McLoglik, MMLU, vec![], ChatPolicy::Never),
         "mc_loglik" => (
             ScorerKind::McLoglik,
             "{% if context %}{{ context }}\n{% endif %}Question: {{ input }}\nAnswer:",
@@ -130,7 +133,11 @@ pub fn imported(name: &str, path: &Path) -> Result<Suite, SuiteError> {
             fewshot: 0,
             fewshot_seed: 0,
             chat,
-            choice_template: " {{ choice }}".into(),
+            choice_template: if name == "mmlu" {
+                " {{ label }}".into()
+            } else {
+                " {{ choice }}".into()
+            },
         },
         generation: GenerationSpec {
             max_new_tokens: if scorer == ScorerKind::Refusal {

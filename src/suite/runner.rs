@@ -285,7 +285,12 @@ pub fn run_suite(
                 let conts: Vec<String> = item
                     .choices
                     .iter()
-                    .map(|c| ctmpl.render(minijinja::context! { choice => c }))
+                    .enumerate()
+                    .map(|(i, c)| {
+                        let label = char::from(b'A' + (i % 26) as u8).to_string();
+                        ctmpl
+                            .render(minijinja::context! { choice => c, label => label, index => i })
+                    })
                     .collect::<Result<_, _>>()
                     .map_err(|e| SuiteError::Template {
                         suite: spec.name.clone(),
@@ -305,7 +310,12 @@ pub fn run_suite(
                         line: k + 1,
                         reason: format!("item {} has no gold", item.id),
                     })?;
-                    let s = mc_loglik::score(&lls, &item.choices, gold);
+                    // acc_norm divides by the scored choice's length without the delimiter (lm-eval)
+                    let raw: Vec<String> = conts
+                        .iter()
+                        .map(|c| c.strip_prefix(' ').unwrap_or(c).to_string())
+                        .collect();
+                    let s = mc_loglik::score(&lls, &raw, gold);
                     r.score = s.acc;
                     norm_sum += s.acc_norm;
                     r.extracted = Some(s.pred.to_string());

@@ -56,7 +56,8 @@ pub struct PromptSpec {
     pub fewshot_seed: u64,
     #[serde(default)]
     pub chat: ChatPolicy,
-    /// continuation text of each choice; `{{ choice }}` (default `" {{ choice }}"`)
+    /// continuation scored for each choice, over `choice`, `label` (A, B, …) and `index`
+    /// (default `" {{ choice }}"`; MMLU-style letter answers: `" {{ label }}"`)
     #[serde(default = "default_choice")]
     pub choice_template: String,
 }

@@ -516,3 +516,36 @@ fn over_context_items_are_skipped_and_counted_or_refused() {
         "{err}"
     );
 }
+
+/// MMLU is asked as lm-eval asks it: options listed with letters, the letter scored.
+#[test]
+fn mmlu_scores_letters_like_lm_eval() {
+    let tmp = tempdir();
+    let csv = tmp.path().join("astronomy_test.csv");
+    std::fs::write(&csv, "\"Which planet is largest?\",Mars,Jupiter,Venus,Earth,B\n\"What orbits Earth?\",The Sun,Mars,The Moon,Venus,C\n").unwrap();
+    let arg = format!("mmlu={}", csv.display());
+    let (code, out, err) = eval(&[
+        model_dir("llama").to_str().unwrap(),
+        "--suites",
+        &arg,
+        "--no-cache",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let s = &r["suites"][0];
+    assert_eq!(s["n"], 2);
+    assert!(s["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|i| i["logliks"].as_array().unwrap().len() == 4));
+    // the prompt is the lettered one: its hash equals that of the text lm-eval would build
+    let prompt = "Which planet is largest?\nA. Mars\nB. Jupiter\nC. Venus\nD. Earth\nAnswer:";
+    use sha2::Digest;
+    let h: String = sha2::Sha256::digest(prompt.as_bytes())
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(s["items"][0]["prompt_hash"], h);
+}
