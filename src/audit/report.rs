@@ -175,44 +175,14 @@ pub fn to_markdown(r: &AuditReport) -> String {
     }
 
     out("## Exact duplicates\n");
-    if d.top.is_empty() {
-        out("None.\n");
-    } else {
-        let rows = d
-            .top
-            .iter()
-            .map(|g| {
-                [
-                    g.records.to_string(),
-                    lines(&g.lines, g.records),
-                    code(&g.preview),
-                ]
-            })
-            .collect();
-        out(&table(["records", "lines", "first record"], rows));
-    }
+    out(&groups_table(&d.top));
 
     out("## Near duplicates\n");
     out(&format!(
         "MinHash over {}-character shingles of normalised text, {} permutations, LSH {} bands × {} rows; {} distinct texts.\n",
         n.shingle_size, n.num_perm, n.bands, n.rows, n.distinct_texts
     ));
-    if n.top.is_empty() {
-        out("None.\n");
-    } else {
-        let rows = n
-            .top
-            .iter()
-            .map(|g| {
-                [
-                    g.records.to_string(),
-                    lines(&g.lines, g.records),
-                    code(&g.preview),
-                ]
-            })
-            .collect();
-        out(&table(["records", "lines", "first record"], rows));
-    }
+    out(&groups_table(&n.top));
 
     out("## Repeated templates\n");
     let t = &r.templates;
@@ -401,6 +371,24 @@ fn length_rows(rows: &mut Vec<[String; 8]>, name: &str, l: &Lengths) {
     if let Some(t) = &l.tokens {
         rows.push(row("tokens", t));
     }
+}
+
+/// Duplicate groups (exact or near) as a table, or "None.".
+fn groups_table(groups: &[super::duplicates::Group]) -> String {
+    if groups.is_empty() {
+        return "None.\n".to_string();
+    }
+    let rows = groups
+        .iter()
+        .map(|g| {
+            [
+                g.records.to_string(),
+                lines(&g.lines, g.records),
+                code(&g.preview),
+            ]
+        })
+        .collect();
+    table(["records", "lines", "first record"], rows)
 }
 
 #[cfg(test)]
