@@ -641,3 +641,41 @@ fn early_stopping_on_a_held_out_split() {
     );
     assert!(tmp.path().join("r/best/model.safetensors").exists());
 }
+
+#[test]
+fn a_config_file_can_name_the_model_and_flags_override_it() {
+    let tmp = tempdir();
+    let cfg = tmp.path().join("run.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "model = {:?}\ndata = {:?}\nlr = 0.5\nmax_steps = 3\n[freeze]\nembeddings = true\n",
+            model_dir("llama").to_str().unwrap(),
+            trl_dir().join("prompt_completion.jsonl").to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let o = sft_eval_cmd()
+        .args([
+            "train",
+            "--config",
+            cfg.to_str().unwrap(),
+            "-o",
+            tmp.path().join("r").to_str().unwrap(),
+            "--lr",
+            "0.01",
+            "--show-settings",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["lr"].as_f64(), Some(0.01), "the flag wins over the file");
+    assert_eq!(
+        v["max_steps"].as_u64(),
+        Some(3),
+        "the file wins over defaults"
+    );
+    assert_eq!(v["freeze"]["embeddings"], true);
+    assert!(v["model"].as_str().unwrap().ends_with("llama"));
+}

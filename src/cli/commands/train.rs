@@ -23,7 +23,7 @@ with bit-identical losses on CPU."
 )]
 pub struct TrainArgs {
     /// Base checkpoint folder (Hugging Face layout).
-    #[arg(required_unless_present = "resume")]
+    #[arg(required_unless_present_any = ["resume", "config"])]
     pub model: Option<PathBuf>,
     /// Training data: JSONL of {"prompt","completion"}, {"messages":[...]} or {"text"} (optional "task").
     #[arg(long, required_unless_present_any = ["resume", "config"])]
