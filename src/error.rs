@@ -22,6 +22,9 @@ pub enum Error {
     #[error(transparent)]
     Gate(#[from] crate::gate::GateError),
 
+    #[error(transparent)]
+    Report(#[from] crate::report::ReportError),
+
     #[error("{path}: {source}")]
     Io {
         path: std::path::PathBuf,
@@ -41,6 +44,7 @@ impl Error {
             Error::Train(e) => e.hint(),
             Error::Suite(e) => e.hint(),
             Error::Gate(e) => e.hint(),
+            Error::Report(e) => e.hint(),
             _ => None,
         }
     }

@@ -4,6 +4,7 @@
 //! - [`data`]: JSONL training data (prompt/completion, messages, text).
 //! - [`audit`]: data-quality audit of SFT data (duplicates, templates, lengths, diversity, conflicts).
 //! - [`model`]: Hugging Face checkpoints of eight decoder families — load, run, train, save.
+//! - [`report`]: SVG charts (Δ with CI, gain vs forgetting, loss curves) and report folders.
 //! - [`error`]: the top-level error type and the exit-code contract.
 //! - [`cli`]: the `sft-eval` command line (the only module that prints).
 
@@ -14,6 +15,7 @@ pub mod env_vars;
 pub mod error;
 pub mod gate;
 pub mod model;
+pub mod report;
 pub mod stats;
 pub mod suite;
 pub mod train;

@@ -6,6 +6,7 @@ pub mod compare;
 pub mod drift;
 pub mod policy;
 pub mod report;
+pub mod tradeoff;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GateError {
@@ -13,6 +14,9 @@ pub enum GateError {
     Mismatch(String),
     #[error("statistics: {0}")]
     Stats(String),
+    /// A request that cannot be answered from these results (e.g. an unknown `--new-task`).
+    #[error("{0}")]
+    Invalid(String),
     #[error("{path}: {reason}")]
     File {
         path: std::path::PathBuf,

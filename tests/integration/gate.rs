@@ -5,8 +5,14 @@ use std::process::Command;
 
 use crate::common::*;
 
+/// Run the binary in a throwaway working folder, so the default `reports/<run-id>` lands there.
 fn cli(args: &[&str]) -> (i32, String, String) {
+    cli_in(tempdir().path(), args)
+}
+
+fn cli_in(cwd: &Path, args: &[&str]) -> (i32, String, String) {
     let o = Command::new(env!("CARGO_BIN_EXE_sft-eval"))
+        .current_dir(cwd)
         .env("SFT_EVAL_NO_PROGRESS", "1")
         .env_remove("GITHUB_STEP_SUMMARY")
         .args(args)
@@ -236,17 +242,245 @@ fn gate_markdown_snapshot() {
             }
         });
     }
-    let (code, md, err) = cli(&[
-        "gate",
-        "--baseline",
-        base.to_str().unwrap(),
-        "--results",
-        ft.to_str().unwrap(),
-        "--resamples",
-        "2000",
-    ]);
+    let (code, md, err) = cli_in(
+        tmp.path(),
+        &[
+            "gate",
+            "--baseline",
+            base.to_str().unwrap(),
+            "--results",
+            ft.to_str().unwrap(),
+            "--resamples",
+            "2000",
+        ],
+    );
     assert!(code == 0 || code == 1, "{err}");
     insta::assert_snapshot!(md);
+    // the default report folder: reports/<finetuned>-vs-<base>-<hash of both fingerprints>
+    let reports: Vec<PathBuf> = std::fs::read_dir(tmp.path().join("reports"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    let dir = &reports[0];
+    let id = dir.file_name().unwrap().to_str().unwrap();
+    assert!(
+        id.starts_with("ft-vs-base-") && id.len() == "ft-vs-base-".len() + 8,
+        "{id}"
+    );
+    assert!(err.contains("report.md"), "{err}");
+    // report.md is the markdown with the chart in front of the verdicts
+    let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert_eq!(
+        report.replace(
+            "\n### Charts\n\n![Δ with CI per suite, coloured by verdict](delta.svg)\n",
+            ""
+        ),
+        md
+    );
+    assert!(report.find("### Charts").unwrap() < report.find("### Verdicts").unwrap());
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["passed"], code == 0);
+    assert!(!dir.join("loss.svg").exists() && !dir.join("gain_vs_forgetting.svg").exists());
+    let svg = std::fs::read_to_string(dir.join("delta.svg")).unwrap();
+    roxmltree::Document::parse(&svg).unwrap();
+    insta::assert_snapshot!("gate_delta_svg", svg);
+    // the same comparison again writes the same folder
+    let (code2, _, _) = cli_in(
+        tmp.path(),
+        &[
+            "gate",
+            "--baseline",
+            base.to_str().unwrap(),
+            "--results",
+            ft.to_str().unwrap(),
+            "--resamples",
+            "2000",
+        ],
+    );
+    assert_eq!(code2, code);
+    assert_eq!(
+        std::fs::read_dir(tmp.path().join("reports"))
+            .unwrap()
+            .count(),
+        1
+    );
+}
+
+/// Results with a second suite, `new`, a copy of `mc` under another name: the new task.
+fn with_new_task(
+    baseline: &Path,
+    dst: &Path,
+    name: &str,
+    mc: impl Fn(usize) -> f64,
+    new: impl Fn(usize) -> f64,
+) {
+    edit(baseline, dst, |v| {
+        v["model"]["path"] = serde_json::json!(name);
+        v["model"]["fingerprint"] = serde_json::json!(format!("fingerprint-of-{name}"));
+        let mut second = v["suites"][0].clone();
+        second["suite"] = serde_json::json!("new");
+        for (suite, f) in [
+            (&mut v["suites"][0], &mc as &dyn Fn(usize) -> f64),
+            (&mut second, &new),
+        ] {
+            for (i, it) in suite["items"]
+                .as_array_mut()
+                .unwrap()
+                .iter_mut()
+                .enumerate()
+            {
+                it["score"] = serde_json::json!(f(i));
+            }
+        }
+        v["suites"].as_array_mut().unwrap().push(second);
+    });
+}
+
+#[test]
+fn several_fine_tunes_report_gain_against_forgetting() {
+    let tmp = tempdir();
+    let (_, baseline) = setup(tmp.path());
+    let p = |n: &str| tmp.path().join(format!("{n}.json"));
+    let half = |i: usize| if i.is_multiple_of(2) { 1.0 } else { 0.0 };
+    // base: half right on both suites
+    with_new_task(&baseline, &p("base"), "base", half, half);
+    // careful: learns 10 new items, forgets none
+    with_new_task(&baseline, &p("careful"), "careful", half, |i| {
+        if i < 20 {
+            1.0
+        } else {
+            half(i)
+        }
+    });
+    // greedy: learns the whole new task, forgets 12 of 30 items
+    with_new_task(
+        &baseline,
+        &p("greedy"),
+        "greedy",
+        |i| if i < 24 { 0.0 } else { half(i) },
+        |_| 1.0,
+    );
+    let rep = tmp.path().join("rep");
+    let args = |extra: &[&str]| {
+        let mut v: Vec<String> = vec![
+            "compare".into(),
+            p("base").to_str().unwrap().to_string(),
+            p("careful").to_str().unwrap().to_string(),
+            p("greedy").to_str().unwrap().to_string(),
+            "--resamples".into(),
+            "2000".into(),
+            "--report-dir".into(),
+            rep.to_str().unwrap().to_string(),
+        ];
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let run = |extra: &[&str]| {
+        let a = args(extra);
+        cli(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let (code, md, err) = run(&["--new-task", "new"]);
+    assert_eq!(code, 0, "{err}");
+    insta::assert_snapshot!("several_finetunes_markdown", md);
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(rep.join("report.json")).unwrap()).unwrap();
+    let t = |i: usize, k: &str| json["finetunes"][i]["tradeoff"][k].as_f64().unwrap();
+    assert!((t(0, "gain") - 10.0 / 60.0).abs() < 1e-9);
+    assert_eq!(t(0, "forgetting"), 0.0);
+    assert!((t(1, "gain") - 0.5).abs() < 1e-9);
+    assert!((t(1, "forgetting") - 0.2).abs() < 1e-9);
+    let report = std::fs::read_to_string(rep.join("report.md")).unwrap();
+    assert!(
+        report.contains("![New-task gain vs forgetting](gain_vs_forgetting.svg)"),
+        "{report}"
+    );
+    let svg = std::fs::read_to_string(rep.join("gain_vs_forgetting.svg")).unwrap();
+    let doc = roxmltree::Document::parse(&svg).unwrap();
+    let labels: Vec<&str> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .filter_map(|n| n.text().map(str::trim))
+        .collect();
+    assert!(
+        labels.contains(&"careful") && labels.contains(&"greedy"),
+        "{labels:?}"
+    );
+    let delta = std::fs::read_to_string(rep.join("delta.svg")).unwrap();
+    assert!(delta.contains("greedy: mc") && delta.contains("careful: new"));
+    // no --new-task: tables, no gain chart; an unknown one is an error that names the suites
+    std::fs::remove_dir_all(&rep).unwrap();
+    let (code, md, _) = run(&[]);
+    assert_eq!(code, 0);
+    assert!(
+        md.contains("## sft-eval: careful vs base") && !md.contains("New-task gain"),
+        "{md}"
+    );
+    assert!(!rep.join("gain_vs_forgetting.svg").exists());
+    let (code, _, err) = run(&["--new-task", "math"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("`math`") && err.contains("mc, new"), "{err}");
+}
+
+#[test]
+fn compare_reads_a_training_run_directory() {
+    let tmp = tempdir();
+    let (suite, _) = setup(tmp.path());
+    let run = tmp.path().join("run-a");
+    let c = sft_eval::train::TrainConfig {
+        model: model_dir("llama"),
+        data: fixtures().join("trl/prompt_completion.jsonl"),
+        max_length: 64,
+        max_steps: Some(3),
+        batch_size: 4,
+        lr: 1e-2,
+        ..Default::default()
+    };
+    sft_eval::train::train(c, &run, false, &mut sft_eval::train::observer::Silent).unwrap();
+    let compare = |ft: &Path, rep: &Path| {
+        cli(&[
+            "compare",
+            model_dir("llama").to_str().unwrap(),
+            ft.to_str().unwrap(),
+            "--suites",
+            suite.to_str().unwrap(),
+            "--cache-dir",
+            tmp.path().join("cache").to_str().unwrap(),
+            "--resamples",
+            "1000",
+            "--drift-items",
+            "5",
+            "--report-dir",
+            rep.to_str().unwrap(),
+        ])
+    };
+    let (code, md, err) = compare(&run, &tmp.path().join("rep"));
+    assert_eq!(code, 0, "{err}");
+    // the run directory is compared through its final checkpoint…
+    let (code, md_final, _) = compare(&run.join("final"), &tmp.path().join("rep-final"));
+    assert_eq!(code, 0);
+    assert_eq!(md, md_final);
+    assert!(md.contains("Label-free drift"), "{md}");
+    // …and its loss curve is charted
+    let rep = tmp.path().join("rep");
+    let report = std::fs::read_to_string(rep.join("report.md")).unwrap();
+    assert!(report.contains("![Training loss](loss.svg)"), "{report}");
+    let svg = std::fs::read_to_string(rep.join("loss.svg")).unwrap();
+    let doc = roxmltree::Document::parse(&svg).unwrap();
+    assert!(doc
+        .descendants()
+        .any(|n| n.has_tag_name("text") && n.text().map(str::trim) == Some("run-a")));
+    assert!(!tmp.path().join("rep-final/loss.svg").exists());
+    // a broken log is an error naming the file and line
+    let log = run.join("log.jsonl");
+    let mut text = std::fs::read_to_string(&log).unwrap();
+    text.push_str("{\"step\": 9, \"loss\": \"oops\"}\n");
+    std::fs::write(&log, &text).unwrap();
+    let (code, _, err) = compare(&run, &tmp.path().join("rep"));
+    assert_eq!(code, 2);
+    let line = format!("log.jsonl:{}:", text.lines().count());
+    assert!(err.contains(&line) && err.contains("hint:"), "{err}");
 }
 
 #[test]
