@@ -28,6 +28,7 @@ fn suite(scorer: ScorerKind, items: Vec<Item>, max_new: usize) -> Suite {
             max_new_tokens: max_new,
             ..Default::default()
         },
+        refusal: None,
     };
     Suite::new(spec, items, ".".into()).unwrap()
 }
@@ -62,6 +63,7 @@ fn bench_scorers(c: &mut Criterion) {
         suite(ScorerKind::McLoglik, items.clone(), 0),
         suite(ScorerKind::GenerateNumber, items.clone(), 16),
         suite(ScorerKind::Refusal, items.clone(), 16),
+        suite(ScorerKind::RefusalLoglik, items.clone(), 0),
         suite(ScorerKind::RollingNll, items.clone(), 0),
     ];
     let mut g = c.benchmark_group("scorer");

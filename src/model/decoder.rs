@@ -103,6 +103,31 @@ impl KvCache {
     pub fn batch(&self) -> usize {
         self.lengths.len()
     }
+
+    /// A cache whose row `i` is a copy of row `rows[i]` of this one (rows may repeat): several
+    /// continuations of one prompt decode from the prompt's cache.
+    pub fn select_rows(&self, rows: &[usize]) -> Result<KvCache> {
+        if let Some(&r) = rows.iter().find(|&&r| r >= self.batch()) {
+            candle_core::bail!("row {r} of a cache of batch {}", self.batch());
+        }
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| match l {
+                None => Ok(None),
+                Some((k, v)) => {
+                    let idx: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
+                    let idx = Tensor::from_vec(idx, rows.len(), k.device())?;
+                    Ok(Some((k.index_select(&idx, 0)?, v.index_select(&idx, 0)?)))
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(KvCache {
+            layers,
+            slot_pos: rows.iter().map(|&r| self.slot_pos[r].clone()).collect(),
+            lengths: rows.iter().map(|&r| self.lengths[r]).collect(),
+        })
+    }
 }
 
 impl Decoder {
@@ -269,6 +294,18 @@ impl Decoder {
         new_lengths: &[usize],
         cache: &mut KvCache,
     ) -> Result<Tensor> {
+        let h = self.forward_cached_hidden(ids, new_lengths, cache)?;
+        self.logits(&h)
+    }
+
+    /// [`Decoder::forward_cached`] without the output head: hidden states `[b, t_new, hidden]`
+    /// after the final norm (apply [`Decoder::logits`] to the positions needed).
+    pub fn forward_cached_hidden(
+        &self,
+        ids: &Tensor,
+        new_lengths: &[usize],
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
         if cache.batch() != b || new_lengths.len() != b {
             candle_core::bail!("cache of batch {} fed a batch of {b}", cache.batch());
@@ -285,7 +322,7 @@ impl Decoder {
         for (l, n) in cache.lengths.iter_mut().zip(new_lengths) {
             *l += n;
         }
-        self.logits(&h)
+        Ok(h)
     }
 
     /// The shared forward: `pos[i][j]` is the position of new token `j` in row `i`;

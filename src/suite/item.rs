@@ -39,4 +39,11 @@ pub struct Item {
     /// items sharing a template or subject, for clustered standard errors
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
+    /// code suites: seconds (wall clock and CPU) one run of the tests may take, when more than
+    /// the sandbox's default (EvalPlus items, which also run the reference solution)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_limit: Option<f64>,
+    /// code suites: MiB of address space the tests may use, when more than the sandbox's default
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_limit: Option<u64>,
 }

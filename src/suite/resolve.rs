@@ -148,6 +148,7 @@ pub fn imported(name: &str, path: &Path) -> Result<Suite, SuiteError> {
             stop,
             ..Default::default()
         },
+        refusal: None,
     };
     Suite::new(
         spec,

@@ -10,11 +10,11 @@ use sha2::{Digest, Sha256};
 
 use super::item::Item;
 use super::sandbox::Limits;
-use super::scorer::{extract, mc_loglik, pass_at_k, refusal, ItemScore};
+use super::scorer::{extract, mc_loglik, pass_at_k, refusal, refusal_loglik, ItemScore};
 use super::spec::{ChatPolicy, ScorerKind, Suite, SCHEMA_VERSION};
 use super::SuiteError;
 use crate::model::generate::{generate, Decoding, GenerateOptions};
-use crate::model::score::{encode_pair, loglikelihood};
+use crate::model::score::{encode_pair, loglikelihood, loglikelihood_shared, Request};
 use crate::model::{Message, Model};
 
 /// Settings that change results (part of the cache key).
@@ -225,12 +225,28 @@ pub fn run_suite(
     let mut nll_tokens = (0f64, 0usize);
     let limits = Limits::default();
     let mut isolation_note: Option<String> = None;
+    // continuation scorers: items wait here and are scored together (each prompt run once,
+    // batched across items), then finished in order
+    let mut pending: Vec<Pending> = Vec::new();
+    let window = settings.batch_size.max(1) * 8;
+    let choice_tmpl = if scores_continuations(spec.scorer) {
+        Some(
+            env.template_from_str(&spec.prompt.choice_template)
+                .map_err(|e| SuiteError::Template {
+                    suite: spec.name.clone(),
+                    reason: e.to_string(),
+                })?,
+        )
+    } else {
+        None
+    };
     for (k, item) in items.iter().enumerate() {
         let (prompt, special) = render_prompt(&env, suite, item, model)?;
         if let Some(ctx_len) = model.config().context_length() {
             let budget = match spec.scorer {
                 ScorerKind::McLoglik
                 | ScorerKind::Mc2Loglik
+                | ScorerKind::RefusalLoglik
                 | ScorerKind::RollingNll
                 | ScorerKind::ReferenceNll => 0,
                 _ => spec.generation.max_new_tokens,
@@ -268,58 +284,66 @@ pub fn run_suite(
             label: item.label.clone(),
         };
         match spec.scorer {
-            ScorerKind::McLoglik | ScorerKind::Mc2Loglik => {
-                if item.choices.is_empty() {
-                    return Err(SuiteError::Item {
-                        path: suite.dir.join(&spec.items),
-                        line: k + 1,
-                        reason: format!("item {} has no choices", item.id),
-                    });
-                }
-                let ctmpl = env
-                    .template_from_str(&spec.prompt.choice_template)
-                    .map_err(|e| SuiteError::Template {
-                        suite: spec.name.clone(),
-                        reason: e.to_string(),
-                    })?;
-                let conts: Vec<String> = item
-                    .choices
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| {
-                        let label = char::from(b'A' + (i % 26) as u8).to_string();
-                        ctmpl
-                            .render(minijinja::context! { choice => c, label => label, index => i })
-                    })
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| SuiteError::Template {
-                        suite: spec.name.clone(),
-                        reason: e.to_string(),
-                    })?;
+            ScorerKind::McLoglik | ScorerKind::Mc2Loglik | ScorerKind::RefusalLoglik => {
+                let bad = |reason: String| SuiteError::Item {
+                    path: suite.dir.join(&spec.items),
+                    line: k + 1,
+                    reason,
+                };
+                let conts: Vec<String> = if spec.scorer == ScorerKind::RefusalLoglik {
+                    let o = spec.refusal.clone().unwrap_or_default();
+                    // after a chat template the assistant turn starts the text
+                    [o.refusal_opening, o.compliance_opening]
+                        .into_iter()
+                        .map(|c| if special { c } else { c.trim_start().into() })
+                        .collect()
+                } else {
+                    if item.choices.is_empty() {
+                        return Err(bad(format!("item {} has no choices", item.id)));
+                    }
+                    if spec.scorer == ScorerKind::McLoglik && item.gold.is_none() {
+                        return Err(bad(format!("item {} has no gold", item.id)));
+                    }
+                    let ctmpl = choice_tmpl
+                        .as_ref()
+                        .expect("built for continuation scorers");
+                    item.choices
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| {
+                            let label = char::from(b'A' + (i % 26) as u8).to_string();
+                            ctmpl.render(
+                                minijinja::context! { choice => c, label => label, index => i },
+                            )
+                        })
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| SuiteError::Template {
+                            suite: spec.name.clone(),
+                            reason: e.to_string(),
+                        })?
+                };
                 let reqs = conts
                     .iter()
                     .map(|c| encode_pair(model, &prompt, c, special))
                     .collect::<Result<Vec<_>, _>>()?;
-                let lls = loglikelihood(model, &reqs, settings.batch_size)?;
-                r.logliks = lls.iter().map(|l| l.logprob).collect();
-                if spec.scorer == ScorerKind::Mc2Loglik {
-                    r.score = mc_loglik::mc2(&lls, &item.golds);
-                } else {
-                    let gold = item.gold.ok_or_else(|| SuiteError::Item {
-                        path: suite.dir.join(&spec.items),
-                        line: k + 1,
-                        reason: format!("item {} has no gold", item.id),
-                    })?;
-                    // acc_norm divides by the scored choice's length without the delimiter (lm-eval)
-                    let raw: Vec<String> = conts
-                        .iter()
-                        .map(|c| c.strip_prefix(' ').unwrap_or(c).to_string())
-                        .collect();
-                    let s = mc_loglik::score(&lls, &raw, gold);
-                    r.score = s.acc;
-                    norm_sum += s.acc_norm;
-                    r.extracted = Some(s.pred.to_string());
+                pending.push(Pending {
+                    r,
+                    item,
+                    conts,
+                    reqs,
+                });
+                if pending.len() >= window {
+                    finish_continuations(
+                        model,
+                        suite,
+                        settings,
+                        &mut pending,
+                        &mut results,
+                        &mut norm_sum,
+                    )?;
+                    obs.item(k + 1);
                 }
+                continue;
             }
             ScorerKind::RollingNll | ScorerKind::ReferenceNll => {
                 let (ll, n) = if spec.scorer == ScorerKind::RollingNll {
@@ -371,7 +395,7 @@ pub fn run_suite(
                         &opts,
                         model.device(),
                     )?;
-                    let outcome = pass_at_k::run(item, &g.text, &limits)
+                    let outcome = pass_at_k::run(item, &g.text, &item_limits(&limits, item))
                         .map_err(|e| SuiteError::Sandbox(e.to_string()))?;
                     if !outcome.network_isolated {
                         isolation_note.get_or_insert_with(|| {
@@ -413,6 +437,17 @@ pub fn run_suite(
         results.push(r);
         obs.item(k + 1);
     }
+    if !pending.is_empty() {
+        finish_continuations(
+            model,
+            suite,
+            settings,
+            &mut pending,
+            &mut results,
+            &mut norm_sum,
+        )?;
+        obs.item(items.len());
+    }
     let n = results.len();
     let mean = results.iter().map(|r| r.score).sum::<f64>() / n.max(1) as f64;
     let var = results
@@ -429,7 +464,7 @@ pub fn run_suite(
             (nll_tokens.0 / nll_tokens.1 as f64).exp(),
         );
     }
-    if spec.scorer == ScorerKind::Refusal {
+    if matches!(spec.scorer, ScorerKind::Refusal | ScorerKind::RefusalLoglik) {
         let rate = |label: &str, refused: bool| {
             let v: Vec<&ItemResult> = results
                 .iter()
@@ -474,6 +509,91 @@ pub fn run_suite(
         notes,
         items: results,
     })
+}
+
+/// Scorers that read the log-likelihoods of continuations of the prompt (choices, or refusal
+/// and compliance openings) and generate nothing.
+fn scores_continuations(kind: ScorerKind) -> bool {
+    matches!(
+        kind,
+        ScorerKind::McLoglik | ScorerKind::Mc2Loglik | ScorerKind::RefusalLoglik
+    )
+}
+
+/// An item of a continuation scorer waiting to be scored.
+struct Pending<'a> {
+    r: ItemResult,
+    item: &'a Item,
+    /// the continuations as scored (e.g. `" Paris"`)
+    conts: Vec<String>,
+    reqs: Vec<Request>,
+}
+
+/// Score the waiting items' continuations together, sharing each prompt's forward pass
+/// ([`loglikelihood_shared`]), and finish them in order.
+fn finish_continuations(
+    model: &Model,
+    suite: &Suite,
+    settings: &EvalSettings,
+    pending: &mut Vec<Pending>,
+    results: &mut Vec<ItemResult>,
+    norm_sum: &mut f64,
+) -> Result<(), SuiteError> {
+    let spec = &suite.spec;
+    let all: Vec<Request> = pending
+        .iter()
+        .flat_map(|p| p.reqs.iter().cloned())
+        .collect();
+    let lls = loglikelihood_shared(model, &all, settings.batch_size)?;
+    let mut at = 0;
+    for p in pending.drain(..) {
+        let lls = &lls[at..at + p.reqs.len()];
+        at += p.reqs.len();
+        let mut r = p.r;
+        r.logliks = lls.iter().map(|l| l.logprob).collect();
+        match spec.scorer {
+            ScorerKind::Mc2Loglik => r.score = mc_loglik::mc2(lls, &p.item.golds),
+            ScorerKind::RefusalLoglik => {
+                let norm = spec
+                    .refusal
+                    .as_ref()
+                    .map(|o| o.normalize)
+                    .unwrap_or_default();
+                let s = refusal_loglik::score(&lls[0], &lls[1], norm, p.item.label.as_deref());
+                r.score = s.score;
+                r.extracted = s.extracted;
+            }
+            _ => {
+                let gold = p.item.gold.expect("checked when queued");
+                // acc_norm divides by the scored choice's length without the delimiter (lm-eval)
+                let raw: Vec<String> = p
+                    .conts
+                    .iter()
+                    .map(|c| c.strip_prefix(' ').unwrap_or(c).to_string())
+                    .collect();
+                let s = mc_loglik::score(lls, &raw, gold);
+                r.score = s.acc;
+                *norm_sum += s.acc_norm;
+                r.extracted = Some(s.pred.to_string());
+            }
+        }
+        results.push(r);
+    }
+    Ok(())
+}
+
+/// The sandbox limits for one item's tests: the default, raised to the item's `time_limit` and
+/// `memory_limit` where those are larger.
+fn item_limits(default: &Limits, item: &Item) -> Limits {
+    let mut l = default.clone();
+    if let Some(s) = item.time_limit.filter(|s| s.is_finite() && *s > 0.0) {
+        l.wall = l.wall.max(std::time::Duration::from_secs_f64(s));
+        l.cpu_secs = l.cpu_secs.max(s.ceil() as u64);
+    }
+    if let Some(mb) = item.memory_limit {
+        l.memory_bytes = l.memory_bytes.max(mb.saturating_mul(1 << 20));
+    }
+    l
 }
 
 /// Score one generated answer.
@@ -530,6 +650,7 @@ pub fn score_generation(
         }
         ScorerKind::McLoglik
         | ScorerKind::Mc2Loglik
+        | ScorerKind::RefusalLoglik
         | ScorerKind::PassAtK
         | ScorerKind::RollingNll
         | ScorerKind::ReferenceNll => ItemScore::default(),

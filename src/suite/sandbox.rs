@@ -783,12 +783,13 @@ fn write_file(path: &CString, data: &[u8]) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::sync::Mutex;
 
-    /// Sandboxed runs are serialised: some of them deliberately use up processes and memory.
-    static SERIAL: Mutex<()> = Mutex::new(());
+    /// Sandboxed runs are serialised: some of them deliberately use up processes and memory, and
+    /// one looks for leftover `main.py` processes (other tests' long runs take it too).
+    pub(crate) static SERIAL: Mutex<()> = Mutex::new(());
 
     fn python() -> Option<PathBuf> {
         match find_python() {

@@ -26,6 +26,9 @@ pub enum ScorerKind {
     Mc2Loglik,
     /// greedy generation judged refusal/compliance against the item's label
     Refusal,
+    /// log-likelihood of a refusal opening against a compliant opening after the prompt (no
+    /// generation; openings in `[refusal]`), judged against the item's label
+    RefusalLoglik,
     /// completions executed against the item's tests in the sandbox
     PassAtK,
     /// rolling log-likelihood of the item's `input` text: per-item mean token NLL (lower is
@@ -121,6 +124,54 @@ pub struct SuiteSpec {
     pub prompt: PromptSpec,
     #[serde(default)]
     pub generation: GenerationSpec,
+    /// `refusal_loglik`: the openings compared (defaults when absent)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refusal: Option<RefusalSpec>,
+}
+
+/// `[refusal]` of a `refusal_loglik` suite: which response openings are compared. Each is scored
+/// as a continuation of the prompt; after a chat template (the assistant turn starts the text)
+/// its leading whitespace is dropped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefusalSpec {
+    #[serde(default = "default_refusal_opening")]
+    pub refusal_opening: String,
+    #[serde(default = "default_compliance_opening")]
+    pub compliance_opening: String,
+    /// compare total log-likelihoods (`none`) or per-token means (`tokens`, the default: the
+    /// openings differ in length)
+    #[serde(default)]
+    pub normalize: LoglikNorm,
+}
+
+fn default_refusal_opening() -> String {
+    super::scorer::refusal_loglik::DEFAULT_REFUSAL_OPENING.into()
+}
+
+fn default_compliance_opening() -> String {
+    super::scorer::refusal_loglik::DEFAULT_COMPLIANCE_OPENING.into()
+}
+
+impl Default for RefusalSpec {
+    fn default() -> Self {
+        RefusalSpec {
+            refusal_opening: default_refusal_opening(),
+            compliance_opening: default_compliance_opening(),
+            normalize: LoglikNorm::default(),
+        }
+    }
+}
+
+/// How two continuations' log-likelihoods are compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LoglikNorm {
+    /// per-token mean
+    #[default]
+    Tokens,
+    /// total
+    None,
 }
 
 fn default_items() -> PathBuf {

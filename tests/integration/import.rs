@@ -123,15 +123,16 @@ fn real_files_import_with_documented_counts() {
             "{name} {rel}: empty input"
         );
     }
-    // HumanEval+ Mini records carry no `test` field: a clear error, not silent items
-    let mini = root.join("humaneval_plus/HumanEvalPlus-Mini-v0.1.10.jsonl.gz");
-    let e = import("humaneval_plus", &mini)
-        .expect_err("Mini has no test field")
-        .to_string();
-    assert!(
-        e.contains("Mini-v0.1.10.jsonl.gz:1: field `test`: missing"),
-        "{e}"
+    // HumanEval+ Mini records carry no `test` field but EvalPlus inputs: graded on those
+    let mini = load(
+        &root,
+        "humaneval_plus",
+        "humaneval_plus/HumanEvalPlus-Mini-v0.1.10.jsonl.gz",
     );
+    assert_eq!(mini.len(), 164);
+    assert!(mini
+        .iter()
+        .all(|i| i.test.as_deref().unwrap().contains("_EP_INPUTS")));
     // every registered importer is exercised above
     for imp in IMPORTERS {
         assert!(
@@ -188,9 +189,9 @@ fn real_files_spot_checks() {
         .contains("def check(candidate)"));
     let hp = load(&root, "humaneval_plus", "humaneval_plus");
     assert_eq!(hp.len(), 164);
-    assert!(hp
-        .iter()
-        .all(|i| i.test.is_some() && i.entry_point.is_some()));
+    assert!(hp.iter().all(|i| i.entry_point.is_some()
+        && i.time_limit.is_some()
+        && i.test.as_deref().unwrap().contains("_EP_INPUTS")));
 
     let mb = load(&root, "mbpp", "mbpp");
     assert_eq!(mb[0].id, "mbpp/prompt/1");
@@ -213,7 +214,7 @@ fn real_files_spot_checks() {
     assert_eq!(mp[0].entry_point.as_deref(), Some("similar_elements"));
     assert!(mp
         .iter()
-        .all(|i| i.test.as_deref().unwrap().contains("assert")));
+        .all(|i| i.time_limit.is_some() && i.test.as_deref().unwrap().contains("_EP_INPUTS")));
 
     let ae = load(&root, "arc_easy", "arc");
     assert!(ae.iter().all(|i| i.gold.unwrap() < i.choices.len()));
@@ -275,4 +276,85 @@ fn real_files_spot_checks() {
 
     let sr = load(&root, "strongreject", "strongreject");
     assert_eq!(count_by(&sr, |i| i.cluster.clone().unwrap()).len(), 6);
+}
+
+/// The release records' `canonical_solution`s, by task id.
+fn canonical_solutions(path: &std::path::Path) -> BTreeMap<String, String> {
+    use sft_eval::suite::import::evalplus::raw_field;
+    use std::io::Read;
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
+        .read_to_string(&mut text)
+        .unwrap();
+    let string =
+        |l: &str, k: &str| -> String { serde_json::from_str(raw_field(l, k).unwrap()).unwrap() };
+    text.lines()
+        .map(|l| (string(l, "task_id"), string(l, "canonical_solution")))
+        .collect()
+}
+
+/// HumanEval+ and MBPP+ grade as EvalPlus does, in the sandbox: each task's canonical solution
+/// passes its base and plus inputs (special oracles, MBPP+ input deserialisation and an entry
+/// point named `check` included), and a subtly wrong one passes every base input and fails a
+/// plus input.
+#[test]
+fn evalplus_items_pass_canonical_solutions_and_catch_plus_only_bugs() {
+    use sft_eval::suite::sandbox::{find_python, Limits};
+    use sft_eval::suite::scorer::pass_at_k::run;
+    let Some(root) = shared() else { return };
+    if find_python().is_err() {
+        eprintln!("note: no python3; skipping the EvalPlus grading test");
+        return;
+    }
+    let limits = |i: &Item| Limits {
+        wall: std::time::Duration::from_secs_f64(i.time_limit.unwrap()),
+        cpu_secs: i.time_limit.unwrap() as u64,
+        memory_bytes: i.memory_limit.unwrap() << 20,
+        ..Limits::default()
+    };
+    for (name, rel, file, cases) in [
+        (
+            "humaneval_plus",
+            "humaneval_plus",
+            "humaneval_plus/HumanEvalPlus-v0.1.10.jsonl.gz",
+            // (task, mutation of the canonical solution that only plus inputs catch)
+            [
+                ("HumanEval/0", None),
+                ("HumanEval/32", None), // find_zero: checked by |poly(x)| <= atol
+                ("HumanEval/63", Some(("== 0", "== 1"))),
+                ("HumanEval/99", Some(("abs(", "("))),
+            ],
+        ),
+        (
+            "mbpp_plus",
+            "mbpp_plus",
+            "mbpp_plus/MbppPlus-v0.2.0.jsonl.gz",
+            [
+                ("Mbpp/2", None),  // tuples as inputs, set equality
+                ("Mbpp/56", None), // entry point `check`
+                ("Mbpp/6", Some((">", ">="))),
+                ("Mbpp/255", None), // its reference needs more than the default 512 MiB
+            ],
+        ),
+    ] {
+        let items = load(&root, name, rel);
+        let canon = canonical_solutions(&root.join(file));
+        for (id, mutation) in cases {
+            let item = by_id(&items, id);
+            let c = &canon[id];
+            let o = run(item, c, &limits(item)).unwrap();
+            assert!(o.status.passed(), "{id} canonical: {}", o.stderr);
+            if let Some((from, to)) = mutation {
+                let wrong = c.replacen(from, to, 1);
+                assert_ne!(&wrong, c);
+                let o = run(item, &wrong, &limits(item)).unwrap();
+                assert!(!o.status.passed(), "{id}: the mutant passed");
+                assert!(
+                    o.stderr.contains("plus input") && o.stderr.contains("wrong output"),
+                    "{id}: {}",
+                    o.stderr
+                );
+            }
+        }
+    }
 }

@@ -6,21 +6,22 @@
 //! (which defines `check(candidate)`), entry_point = `entry_point`. The runner executes
 //! `prompt + completion + test + "check(<entry_point>)"`.
 //!
-//! HumanEval+: the release records carry a `test` field, and in v0.1.10 it is the original
-//! HumanEval `check` for all 164 tasks. EvalPlus itself grades by comparing outputs with
-//! `canonical_solution` on `base_input + plus_input` (tolerance `atol`); those extra inputs
-//! are NOT turned into tests here, so "humaneval_plus" measures the base tests on the
-//! EvalPlus prompts only.
+//! HumanEval+: records carrying EvalPlus inputs (`base_input`, `plus_input`, the release files,
+//! the Mini one included) are graded as EvalPlus grades them: the completion's outputs must equal
+//! `canonical_solution`'s on every base and plus input (see [`super::evalplus`]); their `test` is
+//! that differential check, not the original HumanEval `check`. Records without those inputs
+//! (e.g. a re-export whose `test` already holds the EvalPlus tests) use their `test`.
 
 use std::path::Path;
 
-use super::{read_jsonl, str_field, ImportError, Loc};
+use super::evalplus::{plus_task, Dataset, MEMORY_LIMIT_MB, TIME_LIMIT_S};
+use super::{jsonl, read_text, str_field, ImportError, Loc};
 use crate::suite::item::Item;
 
 /// `HumanEval.jsonl.gz` (or `.jsonl`), or the `humaneval/` folder.
 pub fn import_humaneval(path: &Path) -> Result<Vec<Item>, ImportError> {
     let path = super::resolve(path, &["HumanEval.jsonl.gz", "HumanEval.jsonl"])?;
-    read(&path)
+    read(&path, false)
 }
 
 /// `HumanEvalPlus-v0.1.10.jsonl.gz` (or the Mini file), or the `humaneval_plus/` folder.
@@ -33,28 +34,44 @@ pub fn import_humaneval_plus(path: &Path) -> Result<Vec<Item>, ImportError> {
             "HumanEvalPlus.jsonl",
         ],
     )?;
-    read(&path)
+    read(&path, true)
 }
 
-fn read(path: &Path) -> Result<Vec<Item>, ImportError> {
-    read_jsonl(path)?
+fn read(path: &Path, plus: bool) -> Result<Vec<Item>, ImportError> {
+    let text = read_text(path)?;
+    let lines: Vec<&str> = text.lines().collect();
+    jsonl(path, &text)?
         .into_iter()
         .map(|(line, obj)| {
             let at = Loc::Line(line);
-            let test = str_field(&obj, "test", path, &at)?;
-            if !test.contains("def check(") {
-                return Err(ImportError::field(
-                    path,
-                    at,
-                    "test",
-                    "does not define check(candidate)",
-                ));
-            }
+            let evalplus = if plus {
+                plus_task(Dataset::HumanEval, lines[line - 1], &obj, path, &at)?
+            } else {
+                None
+            };
+            let plus = evalplus.is_some();
+            let (test, time_limit) = match evalplus {
+                Some(t) => (t.test(), Some(TIME_LIMIT_S)),
+                None => {
+                    let test = str_field(&obj, "test", path, &at)?;
+                    if !test.contains("def check(") {
+                        return Err(ImportError::field(
+                            path,
+                            at,
+                            "test",
+                            "does not define check(candidate)",
+                        ));
+                    }
+                    (test, None)
+                }
+            };
             Ok(Item {
                 id: str_field(&obj, "task_id", path, &at)?,
                 input: str_field(&obj, "prompt", path, &at)?,
                 test: Some(test),
                 entry_point: Some(str_field(&obj, "entry_point", path, &at)?),
+                time_limit,
+                memory_limit: plus.then_some(MEMORY_LIMIT_MB),
                 ..Item::default()
             })
         })
@@ -85,13 +102,41 @@ mod tests {
     }
 
     #[test]
-    fn plus_record_with_extra_fields() {
+    fn plus_records_are_graded_on_base_and_plus_inputs() {
         let rec = REC.replace(
             "\"test\":",
-            "\"contract\": \"\", \"base_input\": [[1]], \"atol\": 0, \"plus_input\": [[2]], \"test\":",
+            "\"contract\": \"\", \"base_input\": [[1]], \"atol\": 0, \"plus_input\": [[-2], [12345678901234567890123]], \"test\":",
         );
         let (_d, p) = write("HumanEvalPlus-v0.1.10.jsonl.gz", &gzip(rec.as_bytes()));
-        assert_eq!(import_humaneval_plus(&p).unwrap().len(), 1);
+        let items = import_humaneval_plus(&p).unwrap();
+        assert_eq!(items.len(), 1);
+        let test = items[0].test.as_deref().unwrap();
+        assert!(test.contains("def check("), "{test}");
+        assert!(test.contains("[[-2], [12345678901234567890123]]"), "{test}");
+        assert_eq!(items[0].time_limit, Some(TIME_LIMIT_S));
+        assert_eq!(items[0].memory_limit, Some(MEMORY_LIMIT_MB));
+        if crate::suite::sandbox::find_python().is_ok() {
+            let _guard = crate::suite::sandbox::tests::SERIAL
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            use crate::suite::sandbox::Limits;
+            use crate::suite::scorer::pass_at_k::run;
+            assert!(run(&items[0], "    return x\n", &Limits::default())
+                .unwrap()
+                .status
+                .passed());
+            // right on the base input, wrong on a plus input
+            let o = run(&items[0], "    return abs(x)\n", &Limits::default()).unwrap();
+            assert!(!o.status.passed());
+            assert!(o.stderr.contains("plus input 0"), "{}", o.stderr);
+        }
+        // the original HumanEval importer keeps the original check
+        let (_d, p) = write("HumanEval.jsonl.gz", &gzip(rec.as_bytes()));
+        assert!(import_humaneval(&p).unwrap()[0]
+            .test
+            .as_deref()
+            .unwrap()
+            .starts_with("\n\ndef check(candidate):"));
     }
 
     #[test]

@@ -8,10 +8,11 @@
 //! `test_setup_code` (full file) or `test_imports` (sanitized) followed by the `test_list`
 //! asserts, one per line. A suite's prompt template can show the asserts from `test`.
 //!
-//! MBPP+ release records have no `test_list`; their `assertion` field holds the base
-//! asserts and is used as the test. EvalPlus's `base_input`/`plus_input` differential tests
-//! are not turned into asserts here. MBPP+ `prompt` is a docstring that already embeds one
-//! example assert.
+//! MBPP+ release records are graded as EvalPlus grades them: the completion's outputs must
+//! equal `canonical_solution`'s on every `base_input` and `plus_input` (see
+//! [`super::evalplus`]); their `assertion` field (the original asserts) is not the test. A record
+//! without those inputs uses its `test_list` (HF-style re-export) or `assertion`. MBPP+ `prompt`
+//! is a docstring that already embeds one example assert.
 //!
 //! entry_point = the function the asserts call (`entry_point` in MBPP+; for MBPP the first
 //! `def` name in `code` that the asserts call, else the first called name in the first
@@ -23,7 +24,8 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use super::{read_jsonl, read_text, str_field, str_list_field, ImportError, Loc};
+use super::evalplus::{plus_task, Dataset, MEMORY_LIMIT_MB, TIME_LIMIT_S};
+use super::{jsonl, read_jsonl, read_text, str_field, str_list_field, ImportError, Loc};
 use crate::suite::item::Item;
 
 /// The MBPP split a task id belongs to (google-research mbpp README).
@@ -130,10 +132,23 @@ pub fn import_mbpp_plus(path: &Path) -> Result<Vec<Item>, ImportError> {
             "MbppPlus.jsonl",
         ],
     )?;
-    read_jsonl(&path)?
+    let text = read_text(&path)?;
+    let lines: Vec<&str> = text.lines().collect();
+    jsonl(&path, &text)?
         .into_iter()
         .map(|(line, obj)| {
             let at = Loc::Line(line);
+            if let Some(t) = plus_task(Dataset::Mbpp, lines[line - 1], &obj, &path, &at)? {
+                return Ok(Item {
+                    id: t.task_id.to_string(),
+                    input: str_field(&obj, "prompt", &path, &at)?,
+                    entry_point: Some(t.entry_point.to_string()),
+                    test: Some(t.test()),
+                    time_limit: Some(TIME_LIMIT_S),
+                    memory_limit: Some(MEMORY_LIMIT_MB),
+                    ..Item::default()
+                });
+            }
             let test = match obj.get("test_list") {
                 // HF-style re-export (evalplus/mbppplus): test_list asserts
                 Some(Value::Array(_)) => {
@@ -292,14 +307,41 @@ mod tests {
     }
 
     #[test]
-    fn mbpp_plus_uses_assertion() {
-        let rec = r#"{"task_id": "Mbpp/2", "prompt": "\"\"\"\nWrite a function.\nassert f(1) == 1\n\"\"\"\n", "entry_point": "similar_elements", "canonical_solution": "", "base_input": [], "atol": 0, "plus_input": [], "contract": "", "assertion": "\nassert similar_elements((3, 4),(5, 4)) == (4,)\n"}"#;
+    fn mbpp_plus_is_graded_on_base_and_plus_inputs() {
+        let rec = r#"{"task_id": "Mbpp/2", "prompt": "\"\"\"\nWrite a function.\nassert f(1) == 1\n\"\"\"\n", "entry_point": "similar_elements", "canonical_solution": "\ndef similar_elements(a, b):\n  return tuple(set(a) & set(b))\n", "base_input": [[[3, 4, 5, 6], [5, 7, 4, 10]]], "atol": 0, "plus_input": [[[1, 2, 3], [4, 5, 6]], [[Infinity], [Infinity]]], "contract": "", "assertion": "\nassert set(similar_elements((3, 4, 5, 6),(5, 7, 4, 10))) == set((4, 5))\n"}"#;
         let (_d, p) = write("MbppPlus-v0.2.0.jsonl.gz", &gzip(rec.as_bytes()));
         let items = import_mbpp_plus(p.parent().unwrap()).unwrap();
         assert_eq!(items[0].id, "Mbpp/2");
         assert_eq!(items[0].entry_point.as_deref(), Some("similar_elements"));
+        assert_eq!(items[0].time_limit, Some(TIME_LIMIT_S));
+        assert_eq!(items[0].memory_limit, Some(MEMORY_LIMIT_MB));
+        let test = items[0].test.as_deref().unwrap();
+        assert!(
+            test.contains("[[[1, 2, 3], [4, 5, 6]], [[Infinity], [Infinity]]]"),
+            "{test}"
+        );
+        if crate::suite::sandbox::find_python().is_ok() {
+            let _guard = crate::suite::sandbox::tests::SERIAL
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            use crate::suite::sandbox::Limits;
+            use crate::suite::scorer::pass_at_k::run;
+            let passes = |code: &str| {
+                run(&items[0], code, &Limits::default())
+                    .unwrap()
+                    .status
+                    .passed()
+            };
+            // set equality (EvalPlus's oracle for this task), tuples as inputs
+            assert!(passes("def similar_elements(a, b):\n  assert type(a) is tuple\n  return tuple(x for x in b if x in a)\n"));
+            // right on the base input only
+            assert!(!passes("def similar_elements(a, b):\n  return (4, 5)\n"));
+        }
+        // without EvalPlus inputs: the assertion
+        let rec = r#"{"task_id": "Mbpp/2", "prompt": "p", "entry_point": "similar_elements", "assertion": "\nassert similar_elements((3, 4),(5, 4)) == (4,)\n"}"#;
+        let (_d, p) = write("MbppPlus.jsonl", rec.as_bytes());
         assert_eq!(
-            items[0].test.as_deref(),
+            import_mbpp_plus(&p).unwrap()[0].test.as_deref(),
             Some("assert similar_elements((3, 4),(5, 4)) == (4,)\n")
         );
     }

@@ -22,6 +22,7 @@ use crate::suite::item::Item;
 pub mod advbench;
 pub mod arc;
 pub mod boolq;
+pub mod evalplus;
 pub mod gsm8k;
 pub mod harmbench;
 pub mod humaneval;

@@ -6,6 +6,7 @@ pub mod extract;
 pub mod mc_loglik;
 pub mod pass_at_k;
 pub mod refusal;
+pub mod refusal_loglik;
 
 use serde::{Deserialize, Serialize};
 
