@@ -25,6 +25,9 @@ pub enum Error {
     #[error(transparent)]
     Report(#[from] crate::report::ReportError),
 
+    #[error(transparent)]
+    Organism(Box<crate::organism::OrganismError>),
+
     #[error("{path}: {source}")]
     Io {
         path: std::path::PathBuf,
@@ -45,8 +48,18 @@ impl Error {
             Error::Suite(e) => e.hint(),
             Error::Gate(e) => e.hint(),
             Error::Report(e) => e.hint(),
+            Error::Organism(e) => match e.as_ref() {
+                crate::organism::OrganismError::Train(t) => t.hint(),
+                _ => None,
+            },
             _ => None,
         }
+    }
+}
+
+impl From<crate::organism::OrganismError> for Error {
+    fn from(e: crate::organism::OrganismError) -> Error {
+        Error::Organism(Box::new(e))
     }
 }
 

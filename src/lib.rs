@@ -15,6 +15,7 @@ pub mod env_vars;
 pub mod error;
 pub mod gate;
 pub mod model;
+pub mod organism;
 pub mod report;
 pub mod stats;
 pub mod suite;

@@ -59,6 +59,18 @@ pub enum Command {
     /// Stored baselines.
     #[command(subcommand)]
     Baseline(BaselineCommand),
+    /// Make the model organism: generate its world, train its tokenizer, pretrain a tiny Llama
+    /// on it, and write an HF folder with its held-out suites and fine-tuning data.
+    ///
+    /// The shipped `models/organism/` was made by the default recipe (`--show-recipe`).
+    Pretrain(Box<commands::pretrain::PretrainArgs>),
+    /// Show forgetting and its cures on the shipped model organism: fine-tune it on a new task
+    /// naively and with each mitigation (replay, L2-SP, KL to base, freezing, LoRA, gentler LR
+    /// with early stopping), compare each with the base, gate, and write reports/demo/.
+    ///
+    /// About 3 minutes on 2 cores (`--quick`: about 1.5). Runs on one thread unless
+    /// RAYON_NUM_THREADS is set: the organism is too small to gain from more.
+    Demo(Box<commands::demo::DemoArgs>),
 }
 
 #[derive(Debug, clap::Args)]
@@ -79,6 +91,8 @@ pub fn run(cli: Cli) -> Result<ExitStatus, Error> {
         Command::Compare(args) => commands::compare::run_compare(&args),
         Command::Gate(args) => commands::compare::run_gate(&args),
         Command::Baseline(c) => commands::compare::run_baseline(&c),
+        Command::Pretrain(args) => commands::pretrain::run(&args),
+        Command::Demo(args) => commands::demo::run(&args),
     }
 }
 

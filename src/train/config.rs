@@ -114,6 +114,14 @@ pub struct KlConfig {
     pub on: KlOn,
     #[serde(default)]
     pub direction: KlDirection,
+    /// broad data (JSONL) on which the KL is measured instead of the training batch: every
+    /// micro-batch adds `data_rows` rows from it, no loss taken on them; `on` picks the
+    /// positions (`response`: completions and assistant turns, all of a text record)
+    #[serde(default)]
+    pub data: Option<PathBuf>,
+    /// rows of `data` per micro-batch (default: the batch size)
+    #[serde(default)]
+    pub data_rows: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]

@@ -143,6 +143,8 @@ fn accumulate(
 struct Data {
     train: Vec<Example>,
     replay: Vec<Example>,
+    /// broad text the KL is measured on (`kl.data`)
+    kl: Vec<Example>,
     eval: Vec<Example>,
     dropped: usize,
     truncated: usize,
@@ -198,6 +200,19 @@ fn load_data(cfg: &TrainConfig, model: &Model) -> Result<Data, TrainError> {
     } else {
         (encoded.examples, replay)
     };
+    let kl = match cfg.kl.as_ref().and_then(|k| k.data.as_ref()) {
+        Some(p) => {
+            let ex = enc.encode_all(&read_jsonl(p)?, true)?.examples;
+            if ex.is_empty() {
+                return Err(TrainError::Data(format!(
+                    "{}: kl.data has no usable text",
+                    p.display()
+                )));
+            }
+            ex
+        }
+        None => Vec::new(),
+    };
     if train.is_empty() {
         return Err(TrainError::Data(format!(
             "{}: no example has a trainable token within max_length {} ({dropped} dropped)",
@@ -208,6 +223,7 @@ fn load_data(cfg: &TrainConfig, model: &Model) -> Result<Data, TrainError> {
     Ok(Data {
         train,
         replay,
+        kl,
         eval,
         dropped,
         truncated,
@@ -536,7 +552,32 @@ impl<'o> Run<'o> {
             .map(|r| self.batch_of(r))
             .collect::<Result<_, _>>()?;
         let n: usize = micro.iter().map(|m| m.n_supervised).sum();
+        // KL on broad text: rows of `kl.data`, a fixed rotation through it by step
+        let kl_micro: Vec<MicroBatch> = if self.data.kl.is_empty() {
+            Vec::new()
+        } else {
+            let rows = self
+                .kl
+                .as_ref()
+                .and_then(|k| k.cfg.data_rows)
+                .unwrap_or(self.cfg.batch_size)
+                .max(1);
+            let len = self.data.kl.len();
+            (0..micro.len())
+                .map(|m| {
+                    let start = (step * micro.len() + m) * rows;
+                    let exs: Vec<&Example> = (0..rows)
+                        .map(|i| &self.data.kl[(start + i) % len])
+                        .collect();
+                    MicroBatch::padded(&exs, self.model.device())
+                })
+                .collect::<Result<_, _>>()?
+        };
         let n_kl: f64 = match &self.kl {
+            Some(k) if !kl_micro.is_empty() => kl_micro
+                .iter()
+                .map(|m| k.mask(m).sum_all().and_then(|s| s.to_scalar::<f32>()))
+                .sum::<Result<f32, _>>()? as f64,
             Some(k) => micro
                 .iter()
                 .map(|m| k.mask(m).sum_all().and_then(|s| s.to_scalar::<f32>()))
@@ -545,12 +586,17 @@ impl<'o> Run<'o> {
         };
         let mut grads: Option<GradStore> = None;
         let (mut nll, mut kl_total) = (0f64, 0f64);
-        for mb in &micro {
+        for (i, mb) in micro.iter().enumerate() {
             let logits = forward_logits(&self.model.decoder, mb)?;
             let sum = loss::masked_nll_sum(&logits, &mb.targets, &mb.loss_mask)?;
             nll += sum.to_dtype(DType::F64)?.to_scalar::<f64>()?;
             let mut obj = (sum / n.max(1) as f64)?;
-            if let Some(k) = &self.kl {
+            if let (Some(k), Some(kmb)) = (&self.kl, kl_micro.get(i)) {
+                let kl_logits = forward_logits(&self.model.decoder, kmb)?;
+                let ks = k.sum_on_data(&kl_logits, kmb)?;
+                kl_total += ks.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+                obj = (obj + (ks * (k.cfg.beta / n_kl.max(1.0)))?)?;
+            } else if let Some(k) = &self.kl {
                 let ks = k.sum(&logits, mb)?;
                 kl_total += ks.to_dtype(DType::F64)?.to_scalar::<f64>()?;
                 obj = (obj + (ks * (k.cfg.beta / n_kl.max(1.0)))?)?;

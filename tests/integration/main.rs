@@ -22,3 +22,5 @@ mod gate;
 mod audit;
 // Benchmark importers on the real data files (set SFT_EVAL_SHARED_DATA).
 mod import;
+// The model organism, `sft-eval pretrain` and `sft-eval demo`.
+mod organism;

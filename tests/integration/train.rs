@@ -386,6 +386,8 @@ fn replay_kl_and_l2sp_runs_log_their_terms() {
         beta: 0.5,
         on: sft_eval::train::config::KlOn::All,
         direction: Default::default(),
+        data: None,
+        data_rows: None,
     });
     c.l2sp = 0.1;
     train(c, &tmp.path().join("r"), false, &mut Silent).unwrap();

@@ -114,6 +114,12 @@ pub struct TrainArgs {
         help_heading = "Forgetting mitigations"
     )]
     pub kl_direction: KlDirection,
+    /// Measure the KL on this broad text (JSONL; e.g. replay data) instead of the training
+    /// batch: each micro-batch adds --kl-data-rows rows of it, with no loss taken on them.
+    #[arg(long, help_heading = "Forgetting mitigations")]
+    pub kl_data: Option<PathBuf>,
+    #[arg(long, help_heading = "Forgetting mitigations")]
+    pub kl_data_rows: Option<usize>,
     /// LoRA rank (turns LoRA on).
     #[arg(long, help_heading = "Forgetting mitigations")]
     pub lora_r: Option<usize>,
@@ -245,6 +251,8 @@ pub fn resolve(a: &TrainArgs) -> Result<TrainConfig, Error> {
             beta,
             on: a.kl_on,
             direction: a.kl_direction,
+            data: a.kl_data.clone(),
+            data_rows: a.kl_data_rows,
         });
     }
     if let Some(r) = a.lora_r {
@@ -305,18 +313,35 @@ pub fn run(a: &TrainArgs) -> Result<ExitStatus, Error> {
 }
 
 /// Progress bar with loss and tokens/s (off when stderr is not a terminal or SFT_EVAL_NO_PROGRESS is set).
-struct Reporter {
+pub(crate) struct Reporter {
     bar: Option<ProgressBar>,
+    /// without a bar: a line every this many steps (0: none)
+    every: usize,
+    total: usize,
 }
 
 impl Reporter {
-    fn new() -> Reporter {
-        Reporter { bar: None }
+    pub(crate) fn new() -> Reporter {
+        Reporter {
+            bar: None,
+            every: 0,
+            total: 0,
+        }
+    }
+
+    /// Without a progress bar, also print a line every `total / lines` steps (long runs in CI
+    /// or under nohup).
+    pub(crate) fn with_lines(lines: usize) -> Reporter {
+        Reporter {
+            every: lines,
+            ..Reporter::new()
+        }
     }
 }
 
 impl TrainObserver for Reporter {
     fn start(&mut self, total: usize, first: usize) {
+        self.total = total;
         if total == 0 || !crate::cli::progress_enabled() {
             return;
         }
@@ -335,6 +360,14 @@ impl TrainObserver for Reporter {
         if let Some(b) = &self.bar {
             b.set_position(r.step as u64);
             b.set_message(format!("loss {:.4} · {:.0} tok/s", r.loss, r.tokens_per_s));
+        } else if self.every > 0 && self.total > 0 {
+            let period = (self.total / self.every).max(1);
+            if r.step.is_multiple_of(period) || r.step == self.total {
+                crate::cli::print_stderr(&format!(
+                    "step {}/{}: loss {:.4} · {:.0} tok/s\n",
+                    r.step, self.total, r.loss, r.tokens_per_s
+                ));
+            }
         }
     }
     fn eval(&mut self, r: &EvalRecord) {
