@@ -9,6 +9,7 @@
 //! - [`cli`]: the `sft-eval` command line (the only module that prints).
 
 pub mod audit;
+pub mod backend;
 pub mod cli;
 pub mod data;
 pub mod env_vars;

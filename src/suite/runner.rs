@@ -13,9 +13,9 @@ use super::sandbox::Limits;
 use super::scorer::{extract, mc_loglik, pass_at_k, refusal, refusal_loglik, ItemScore};
 use super::spec::{ChatPolicy, ScorerKind, Suite, SCHEMA_VERSION};
 use super::SuiteError;
-use crate::model::generate::{generate, Decoding, GenerateOptions};
-use crate::model::score::{encode_pair, loglikelihood, loglikelihood_shared, Request};
-use crate::model::{Message, Model};
+use crate::backend::{Continuation, GenerateRequest, LanguageModel};
+use crate::model::generate::Decoding;
+use crate::model::Message;
 
 /// Settings that change results (part of the cache key).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -112,7 +112,7 @@ pub fn render_prompt(
     env: &Environment,
     suite: &Suite,
     item: &Item,
-    model: &Model,
+    model: &dyn LanguageModel,
 ) -> Result<(String, bool), SuiteError> {
     let tmpl = env
         .template_from_str(&suite.spec.prompt.template)
@@ -144,9 +144,9 @@ pub fn render_prompt(
     text.push_str(&render(item)?);
     let use_chat = match suite.spec.prompt.chat {
         ChatPolicy::Never => false,
-        ChatPolicy::Auto => model.chat_template.is_some(),
+        ChatPolicy::Auto => model.chat_template().is_some(),
         ChatPolicy::Always => {
-            if model.chat_template.is_none() {
+            if model.chat_template().is_none() {
                 return Err(SuiteError::Template {
                     suite: suite.spec.name.clone(),
                     reason: "the suite requires a chat template and the model has none".into(),
@@ -156,7 +156,7 @@ pub fn render_prompt(
         }
     };
     if use_chat {
-        let t = model.chat_template.as_ref().expect("checked above");
+        let t = model.chat_template().expect("checked above");
         let rendered = t
             .render(&[Message::new("user", text)], true)
             .map_err(crate::model::ModelError::from)?;
@@ -196,7 +196,7 @@ fn short_hash(s: &str) -> String {
 
 /// Score every item of `suite`.
 pub fn run_suite(
-    model: &Model,
+    model: &dyn LanguageModel,
     suite: &Suite,
     settings: &EvalSettings,
     obs: &mut dyn SuiteObserver,
@@ -242,7 +242,7 @@ pub fn run_suite(
     };
     for (k, item) in items.iter().enumerate() {
         let (prompt, special) = render_prompt(&env, suite, item, model)?;
-        if let Some(ctx_len) = model.config().context_length() {
+        if let Some(ctx_len) = model.context_length() {
             let budget = match spec.scorer {
                 ScorerKind::McLoglik
                 | ScorerKind::Mc2Loglik
@@ -251,8 +251,10 @@ pub fn run_suite(
                 | ScorerKind::ReferenceNll => 0,
                 _ => spec.generation.max_new_tokens,
             };
-            let n = model.tokenizer.encode(&prompt, special)?.len();
-            if spec.scorer != ScorerKind::RollingNll && n + budget > ctx_len {
+            let n = model.count_tokens(&prompt, special)?;
+            if let Some(n) =
+                n.filter(|&n| spec.scorer != ScorerKind::RollingNll && n + budget > ctx_len)
+            {
                 match settings.over_context {
                     OverContext::Skip => {
                         skipped.push(item.id.clone());
@@ -324,8 +326,12 @@ pub fn run_suite(
                 };
                 let reqs = conts
                     .iter()
-                    .map(|c| encode_pair(model, &prompt, c, special))
-                    .collect::<Result<Vec<_>, _>>()?;
+                    .map(|c| Continuation {
+                        context: prompt.clone(),
+                        continuation: c.clone(),
+                        add_special_tokens: special,
+                    })
+                    .collect();
                 pending.push(Pending {
                     r,
                     item,
@@ -347,19 +353,19 @@ pub fn run_suite(
             }
             ScorerKind::RollingNll | ScorerKind::ReferenceNll => {
                 let (ll, n) = if spec.scorer == ScorerKind::RollingNll {
-                    crate::model::score::loglikelihood_rolling(
-                        model,
-                        &item.input,
-                        settings.batch_size,
-                    )?
+                    model.loglikelihood_rolling(&item.input, settings.batch_size)?
                 } else {
                     let target = item.target.as_deref().ok_or_else(|| SuiteError::Item {
                         path: suite.dir.join(&spec.items),
                         line: k + 1,
                         reason: format!("item {} has no target", item.id),
                     })?;
-                    let req = encode_pair(model, &prompt, target, special)?;
-                    let l = loglikelihood(model, std::slice::from_ref(&req), 1)?[0];
+                    let req = Continuation {
+                        context: prompt.clone(),
+                        continuation: target.to_string(),
+                        add_special_tokens: special,
+                    };
+                    let l = model.loglikelihood(std::slice::from_ref(&req), 1)?[0];
                     (l.logprob, l.tokens)
                 };
                 r.logliks = vec![ll];
@@ -368,7 +374,6 @@ pub fn run_suite(
                 nll_tokens.1 += n;
             }
             ScorerKind::PassAtK => {
-                let ids = model.tokenizer.encode(&prompt, special)?;
                 let n = spec.generation.samples.max(1);
                 let mut passed = 0;
                 let mut first = None;
@@ -382,20 +387,13 @@ pub fn run_suite(
                             seed: s as u64,
                         }
                     };
-                    let opts = GenerateOptions {
+                    let request = GenerateRequest {
                         max_new_tokens: spec.generation.max_new_tokens,
                         decoding,
-                        eos_token_ids: model.eos_token_ids(),
-                        stop_strings: spec.generation.stop.clone(),
+                        stop: spec.generation.stop.clone(),
                     };
-                    let g = generate(
-                        &model.decoder,
-                        &model.tokenizer,
-                        &ids,
-                        &opts,
-                        model.device(),
-                    )?;
-                    let outcome = pass_at_k::run(item, &g.text, &item_limits(&limits, item))
+                    let text = model.generate(&prompt, special, &request)?;
+                    let outcome = pass_at_k::run(item, &text, &item_limits(&limits, item))
                         .map_err(|e| SuiteError::Sandbox(e.to_string()))?;
                     if !outcome.network_isolated {
                         isolation_note.get_or_insert_with(|| {
@@ -406,29 +404,21 @@ pub fn run_suite(
                         });
                     }
                     passed += outcome.status.passed() as usize;
-                    first.get_or_insert(g.text);
+                    first.get_or_insert(text);
                 }
                 r.score = pass_at_k::pass_at_k(n, passed, 1);
                 r.extracted = Some(format!("{passed}/{n} passed"));
                 r.output = first;
             }
             _ => {
-                let ids = model.tokenizer.encode(&prompt, special)?;
-                let opts = GenerateOptions {
+                let request = GenerateRequest {
                     max_new_tokens: spec.generation.max_new_tokens,
-                    eos_token_ids: model.eos_token_ids(),
-                    stop_strings: spec.generation.stop.clone(),
-                    ..Default::default()
+                    decoding: Decoding::Greedy,
+                    stop: spec.generation.stop.clone(),
                 };
-                let g = generate(
-                    &model.decoder,
-                    &model.tokenizer,
-                    &ids,
-                    &opts,
-                    model.device(),
-                )?;
-                let s = score_generation(spec.scorer, item, &g.text, answer_re.as_ref());
-                r.output = Some(g.text);
+                let text = model.generate(&prompt, special, &request)?;
+                let s = score_generation(spec.scorer, item, &text, answer_re.as_ref());
+                r.output = Some(text);
                 r.extracted = s.extracted;
                 r.score = s.score;
                 r.format_failure = s.format_failure;
@@ -526,13 +516,13 @@ struct Pending<'a> {
     item: &'a Item,
     /// the continuations as scored (e.g. `" Paris"`)
     conts: Vec<String>,
-    reqs: Vec<Request>,
+    reqs: Vec<Continuation>,
 }
 
 /// Score the waiting items' continuations together, sharing each prompt's forward pass
-/// ([`loglikelihood_shared`]), and finish them in order.
+/// ([`LanguageModel::loglikelihood_shared`]), and finish them in order.
 fn finish_continuations(
-    model: &Model,
+    model: &dyn LanguageModel,
     suite: &Suite,
     settings: &EvalSettings,
     pending: &mut Vec<Pending>,
@@ -540,11 +530,11 @@ fn finish_continuations(
     norm_sum: &mut f64,
 ) -> Result<(), SuiteError> {
     let spec = &suite.spec;
-    let all: Vec<Request> = pending
+    let all: Vec<Continuation> = pending
         .iter()
         .flat_map(|p| p.reqs.iter().cloned())
         .collect();
-    let lls = loglikelihood_shared(model, &all, settings.batch_size)?;
+    let lls = model.loglikelihood_shared(&all, settings.batch_size)?;
     let mut at = 0;
     for p in pending.drain(..) {
         let lls = &lls[at..at + p.reqs.len()];

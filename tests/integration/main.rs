@@ -24,3 +24,5 @@ mod audit;
 mod import;
 // The model organism, `sft-eval pretrain` and `sft-eval demo`.
 mod organism;
+// `--backend openai`: a real llama.cpp server against the local backend, and injected faults.
+mod backend;

@@ -40,6 +40,11 @@ pub struct EvalSource {
     pub resamples: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// The server for sides written `openai:NAME` (a model served behind an OpenAI-compatible
+    /// API, evaluated as `eval --backend openai` does), so a local base can be compared with a
+    /// served fine-tune.
+    #[command(flatten)]
+    pub server: Box<super::eval::ServerArgs>,
 }
 
 impl EvalSource {
@@ -72,15 +77,20 @@ impl EvalSource {
                 p.display()
             )));
         }
-        evaluate(
-            p,
-            &suites,
-            &self.suites_dir,
-            settings,
-            Some(&Cache {
-                dir: self.cache_dir.clone(),
-            }),
-        )
+        let cache = Cache {
+            dir: self.cache_dir.clone(),
+        };
+        if let Some(name) = p.to_str().and_then(|s| s.strip_prefix("openai:")) {
+            let b = self.server.connect(name)?;
+            return super::eval::evaluate_served(
+                &b,
+                &suites,
+                &self.suites_dir,
+                settings,
+                Some(&cache),
+            );
+        }
+        evaluate(p, &suites, &self.suites_dir, settings, Some(&cache))
     }
 
     fn boot(&self) -> BootstrapConfig {

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::backend::openai::{OpenAiBackend, OpenAiOptions};
+use crate::backend::LanguageModel;
 use crate::error::{Error, ExitStatus};
 use crate::model::{LoadOptions, Model};
 use crate::suite::resolve::resolve;
@@ -13,8 +15,11 @@ use crate::suite::runner::{run_suite, EvalSettings, SuiteObserver};
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// Checkpoint folder (Hugging Face layout).
-    pub model: PathBuf,
+    /// Checkpoint folder (Hugging Face layout); with `--backend openai`, leave it out and name
+    /// the served model with `--model`.
+    pub model: Option<PathBuf>,
+    #[command(flatten)]
+    pub backend: BackendArgs,
     /// Suites: names under --suites-dir, suite folders, or IMPORTER=PATH for a public benchmark
     /// file (gsm8k, math500, arc_easy, mmlu, boolq, truthfulqa_mc1, xstest, …). Comma-separated or repeated.
     #[arg(
@@ -43,6 +48,72 @@ pub struct EvalArgs {
     pub cache_dir: PathBuf,
     #[arg(long)]
     pub no_cache: bool,
+}
+
+/// Where the model runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum BackendKind {
+    /// a checkpoint folder, run in process
+    #[default]
+    Local,
+    /// a server with an OpenAI-compatible `/v1/completions` API (vLLM, llama.cpp)
+    Openai,
+}
+
+/// `--backend openai --model NAME` and how to reach the server.
+#[derive(Debug, Clone, Args)]
+pub struct BackendArgs {
+    /// `local`: the checkpoint folder argument, run in process. `openai`: a model served behind
+    /// an OpenAI-compatible `/v1/completions` API (vLLM, llama.cpp); needs --base-url and --model.
+    #[arg(long, value_enum, default_value = "local")]
+    pub backend: BackendKind,
+    /// The served model's name, as the server's `/v1/models` lists it.
+    #[arg(long = "model", value_name = "NAME")]
+    pub served_model: Option<String>,
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// How to reach an OpenAI-compatible server.
+#[derive(Debug, Clone, Args)]
+pub struct ServerArgs {
+    /// The server's API root, e.g. `http://localhost:8000/v1` (http only).
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+    /// A folder with the served model's tokenizer.json (and chat template): counts prompt
+    /// tokens against the context and renders chat templates for `chat = "auto"` suites.
+    #[arg(long, value_name = "DIR")]
+    pub tokenizer: Option<PathBuf>,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Retries of a request after HTTP 429, 5xx or a connection error (exponential backoff).
+    #[arg(long, default_value_t = 6)]
+    pub max_retries: u32,
+    /// First retry backoff in milliseconds (doubled on each retry, capped at 30 s).
+    #[arg(long, default_value_t = 500, value_name = "MS")]
+    pub retry_backoff_ms: u64,
+    /// Per-request timeout in seconds.
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub request_timeout: u64,
+}
+
+impl ServerArgs {
+    /// Connect to the served model `model` at `--base-url`.
+    pub fn connect(&self, model: &str) -> Result<OpenAiBackend, Error> {
+        let url = self.base_url.as_deref().ok_or_else(|| {
+            Error::Usage(format!(
+                "the served model `{model}` needs --base-url URL (e.g. http://localhost:8000/v1)"
+            ))
+        })?;
+        let mut o = OpenAiOptions::new(url, model);
+        o.tokenizer_dir = self.tokenizer.clone();
+        o.concurrency = self.concurrency.max(1);
+        o.max_retries = self.max_retries;
+        o.backoff = std::time::Duration::from_millis(self.retry_backoff_ms);
+        o.timeout = std::time::Duration::from_secs(self.request_timeout.max(1));
+        Ok(OpenAiBackend::connect(o)?)
+    }
 }
 
 struct Bar(Option<ProgressBar>);
@@ -82,19 +153,68 @@ pub fn evaluate(
     settings: EvalSettings,
     cache: Option<&Cache>,
 ) -> Result<EvalResults, Error> {
-    let names = suites;
-    let suites = suites
+    let resolved = suites
         .iter()
         .map(|s| resolve(s, suites_dir))
         .collect::<Result<Vec<_>, _>>()?;
     let model = Model::load(model_dir, &LoadOptions::default())?;
     let fp = fingerprint(model_dir)?;
+    evaluate_with(
+        &model,
+        ModelRef {
+            path: model_dir.display().to_string(),
+            fingerprint: fp,
+        },
+        suites,
+        &resolved,
+        settings,
+        cache,
+    )
+}
+
+/// Evaluate a served model (`--backend openai`) on suites (cached).
+pub fn evaluate_served(
+    backend: &OpenAiBackend,
+    suites: &[String],
+    suites_dir: &std::path::Path,
+    settings: EvalSettings,
+    cache: Option<&Cache>,
+) -> Result<EvalResults, Error> {
+    let resolved = suites
+        .iter()
+        .map(|s| resolve(s, suites_dir))
+        .collect::<Result<Vec<_>, _>>()?;
+    let o = backend.options();
+    evaluate_with(
+        backend,
+        ModelRef {
+            path: format!("openai:{}@{}", o.model, o.base_url),
+            fingerprint: backend.fingerprint().to_string(),
+        },
+        suites,
+        &resolved,
+        settings,
+        cache,
+    )
+}
+
+/// Score `model` on resolved suites; each suite's result is cached as soon as it is done, so a
+/// run that fails part-way keeps the suites it finished.
+fn evaluate_with(
+    model: &dyn LanguageModel,
+    model_ref: ModelRef,
+    names: &[String],
+    suites: &[crate::suite::spec::Suite],
+    settings: EvalSettings,
+    cache: Option<&Cache>,
+) -> Result<EvalResults, Error> {
+    let fp = model_ref.fingerprint.clone();
     let mut results = Vec::new();
     for (s, name) in suites.iter().zip(names) {
         let mut r = match cache.and_then(|c| c.get(&fp, &s.hash, &settings)) {
             Some(r) => r,
             None => {
-                let r = run_suite(&model, s, &settings, &mut Bar(None))?;
+                let r = run_suite(model, s, &settings, &mut Bar(None))?;
                 if let Some(c) = cache {
                     c.put(&fp, &settings, &r)?;
                 }
@@ -108,14 +228,7 @@ pub fn evaluate(
         ));
         results.push(r);
     }
-    Ok(EvalResults::new(
-        ModelRef {
-            path: model_dir.display().to_string(),
-            fingerprint: fp,
-        },
-        settings,
-        results,
-    ))
+    Ok(EvalResults::new(model_ref, settings, results))
 }
 
 /// Write text atomically (temp file + rename), or to stdout without a path.
@@ -148,13 +261,31 @@ pub fn run(a: &EvalArgs) -> Result<ExitStatus, Error> {
     let cache = Cache {
         dir: a.cache_dir.clone(),
     };
-    let out = evaluate(
-        &a.model,
-        &a.suites,
-        &a.suites_dir,
-        settings,
-        (!a.no_cache).then_some(&cache),
-    )?;
+    let cache = (!a.no_cache).then_some(&cache);
+    let out = match (a.backend.backend, &a.model) {
+        (BackendKind::Openai, Some(p)) => {
+            return Err(Error::Usage(format!(
+                "--backend openai evaluates a served model: drop the folder argument {} and name the model with --model",
+                p.display()
+            )))
+        }
+        (BackendKind::Openai, None) => {
+            let name = a.backend.served_model.as_deref().ok_or_else(|| {
+                Error::Usage(
+                    "--backend openai needs --model NAME (as the server's /v1/models lists it)"
+                        .into(),
+                )
+            })?;
+            let b = a.backend.server.connect(name)?;
+            evaluate_served(&b, &a.suites, &a.suites_dir, settings, cache)?
+        }
+        (BackendKind::Local, Some(p)) => evaluate(p, &a.suites, &a.suites_dir, settings, cache)?,
+        (BackendKind::Local, None) => {
+            return Err(Error::Usage(
+                "give a checkpoint folder, or --backend openai --base-url URL --model NAME".into(),
+            ))
+        }
+    };
     let mut text = serde_json::to_string_pretty(&out).expect("results serialise");
     text.push('\n');
     write_out(a.out.as_deref(), &text)?;
