@@ -116,6 +116,47 @@ pub(crate) fn text_width(chars: usize, size: u32) -> u32 {
     (chars as u32 * size * 3).div_ceil(5)
 }
 
+/// A chart with f64 axes over `x` and `y`, its title, grid, ticks and axis descriptions drawn:
+/// the frame the scatter and line charts share.
+pub(crate) fn xy_chart<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+    title: &str,
+    x: (f64, f64),
+    y: (f64, f64),
+    x_desc: &str,
+    y_desc: &str,
+) -> ChartContext<
+    'a,
+    SVGBackend<'b>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+> {
+    let mut chart = drawn(
+        ChartBuilder::on(root)
+            .caption(title, title_style())
+            .margin(14)
+            .x_label_area_size(56)
+            .y_label_area_size(72)
+            .build_cartesian_2d(x.0..x.1, y.0..y.1),
+    );
+    drawn(
+        chart
+            .configure_mesh()
+            .x_labels(8)
+            .y_labels(8)
+            .bold_line_style(GRID)
+            .light_line_style(TRANSPARENT)
+            .axis_style(INK)
+            .x_label_formatter(&|v| tick(*v))
+            .y_label_formatter(&|v| tick(*v))
+            .label_style(text_style(13))
+            .x_desc(x_desc)
+            .y_desc(y_desc)
+            .axis_desc_style(text_style(14))
+            .draw(),
+    );
+    chart
+}
+
 #[cfg(test)]
 pub(crate) mod testing {
     //! Reading charts back in tests.

@@ -2,10 +2,7 @@
 
 use plotters::prelude::*;
 
-use super::chart::{
-    centred, drawn, left, palette, range, shorten, text_style, tick, title_style, GRID, INK, WIDTH,
-    ZERO,
-};
+use super::chart::{centred, drawn, left, palette, range, shorten, xy_chart, WIDTH, ZERO};
 
 /// One fine-tune. All numbers are in points (percentage points).
 #[derive(Debug, Clone, PartialEq)]
@@ -39,29 +36,13 @@ pub fn gain_vs_forgetting_svg(points: &[GainPoint]) -> String {
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
         drawn(root.fill(&WHITE));
-        let mut chart = drawn(
-            ChartBuilder::on(&root)
-                .caption("New-task gain vs forgetting", title_style())
-                .margin(14)
-                .x_label_area_size(56)
-                .y_label_area_size(72)
-                .build_cartesian_2d(xlo..xhi, ylo..yhi),
-        );
-        drawn(
-            chart
-                .configure_mesh()
-                .x_labels(8)
-                .y_labels(8)
-                .bold_line_style(GRID)
-                .light_line_style(TRANSPARENT)
-                .axis_style(INK)
-                .x_label_formatter(&|v| tick(*v))
-                .y_label_formatter(&|v| tick(*v))
-                .label_style(text_style(13))
-                .x_desc("forgetting: mean drop on the other suites (points)")
-                .y_desc("new-task gain (points)")
-                .axis_desc_style(text_style(14))
-                .draw(),
+        let mut chart = xy_chart(
+            &root,
+            "New-task gain vs forgetting",
+            (xlo, xhi),
+            (ylo, yhi),
+            "forgetting: mean drop on the other suites (points)",
+            "new-task gain (points)",
         );
         drawn(chart.draw_series(DashedLineSeries::new(
             [(0.0, ylo), (0.0, yhi)],

@@ -4,9 +4,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use super::chart::{
-    centred, drawn, palette, range, text_style, tick, title_style, GRID, INK, WIDTH,
-};
+use super::chart::{centred, drawn, palette, range, text_style, xy_chart, GRID, WIDTH};
 use super::ReportError;
 
 /// One curve: `(step, loss)` points in step order.
@@ -111,29 +109,13 @@ pub fn loss_curves_svg(series: &[LossSeries]) -> String {
     {
         let root = SVGBackend::with_string(&mut svg, (WIDTH, HEIGHT)).into_drawing_area();
         drawn(root.fill(&WHITE));
-        let mut chart = drawn(
-            ChartBuilder::on(&root)
-                .caption("Training loss", title_style())
-                .margin(14)
-                .x_label_area_size(56)
-                .y_label_area_size(72)
-                .build_cartesian_2d(xlo..xhi, ylo..yhi),
-        );
-        drawn(
-            chart
-                .configure_mesh()
-                .x_labels(8)
-                .y_labels(8)
-                .bold_line_style(GRID)
-                .light_line_style(TRANSPARENT)
-                .axis_style(INK)
-                .x_label_formatter(&|v| tick(*v))
-                .y_label_formatter(&|v| tick(*v))
-                .label_style(text_style(13))
-                .x_desc("optimizer step")
-                .y_desc("loss (nats per supervised token)")
-                .axis_desc_style(text_style(14))
-                .draw(),
+        let mut chart = xy_chart(
+            &root,
+            "Training loss",
+            (xlo, xhi),
+            (ylo, yhi),
+            "optimizer step",
+            "loss (nats per supervised token)",
         );
         for (i, s) in series.iter().enumerate() {
             let colour = palette(i);

@@ -149,24 +149,14 @@ impl Skill for Code {
     }
 
     fn suite_items(&self) -> Vec<Item> {
-        self.held_out
-            .iter()
-            .enumerate()
-            .map(|(i, qa)| Item {
-                id: format!("organism-code/{:03}", i + 1),
-                input: qa.question.clone(),
-                target: Some(qa.answer.clone()),
-                cluster: Some(qa.cluster.clone()),
-                ..Default::default()
-            })
-            .collect()
+        super::answer_items("code", &self.held_out)
     }
 
     fn suite_toml(&self) -> String {
-        format!(
-            "name = \"organism-code\"\ncapability = \"code\"\nversion = \"1\"\nscorer = \"exact_match\"\nmetric = \"exact_match\"\nitems = \"items.jsonl\"\n\n{}\n[generation]\nmax_new_tokens = 16\n",
-            super::PROMPT
-        )
+        super::suite_toml("code", "code", "exact_match", "exact_match", "
+[generation]
+max_new_tokens = 16
+")
     }
 }
 

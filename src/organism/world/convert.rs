@@ -73,24 +73,14 @@ impl Skill for Convert {
     }
 
     fn suite_items(&self) -> Vec<Item> {
-        self.held_out
-            .iter()
-            .enumerate()
-            .map(|(i, qa)| Item {
-                id: format!("organism-convert/{:03}", i + 1),
-                input: qa.question.clone(),
-                target: Some(qa.answer.clone()),
-                cluster: Some(qa.cluster.clone()),
-                ..Default::default()
-            })
-            .collect()
+        super::answer_items("convert", &self.held_out)
     }
 
     fn suite_toml(&self) -> String {
-        format!(
-            "name = \"organism-convert\"\ncapability = \"new-task\"\nversion = \"1\"\nscorer = \"exact_match\"\nmetric = \"exact_match\"\nitems = \"items.jsonl\"\n\n{}\n[generation]\nmax_new_tokens = 12\n",
-            super::PROMPT
-        )
+        super::suite_toml("convert", "new-task", "exact_match", "exact_match", "
+[generation]
+max_new_tokens = 12
+")
     }
 }
 

@@ -245,10 +245,7 @@ impl Skill for Facts {
     }
 
     fn suite_toml(&self) -> String {
-        format!(
-            "name = \"organism-qa\"\ncapability = \"qa\"\nversion = \"1\"\nscorer = \"mc_loglik\"\nmetric = \"acc\"\nitems = \"items.jsonl\"\n\n{}",
-            super::PROMPT
-        )
+        super::suite_toml("qa", "qa", "mc_loglik", "acc", "")
     }
 }
 

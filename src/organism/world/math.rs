@@ -87,10 +87,11 @@ impl Skill for Math {
     }
 
     fn suite_toml(&self) -> String {
-        format!(
-            "name = \"organism-math\"\ncapability = \"math\"\nversion = \"1\"\nscorer = \"generate_number\"\nmetric = \"exact_match\"\nitems = \"items.jsonl\"\n\n{}\n[generation]\nmax_new_tokens = 32\nanswer_regex = \"so (-?[0-9]+)\"\n",
-            super::PROMPT
-        )
+        super::suite_toml("math", "math", "generate_number", "exact_match", "
+[generation]
+max_new_tokens = 32
+answer_regex = \"so (-?[0-9]+)\"
+")
     }
 }
 

@@ -52,6 +52,34 @@ pub trait Skill {
 /// template, which renders `Q: …\nA:`.
 pub(crate) const PROMPT: &str = "[prompt]\ntemplate = \"{{ input }}\"\nchat = \"auto\"\n";
 
+/// The `suite.toml` of suite `organism-{name}`; `generation` is its `[generation]` section
+/// (or empty).
+pub(crate) fn suite_toml(
+    name: &str,
+    capability: &str,
+    scorer: &str,
+    metric: &str,
+    generation: &str,
+) -> String {
+    format!(
+        "name = \"organism-{name}\"\ncapability = \"{capability}\"\nversion = \"1\"\nscorer = \"{scorer}\"\nmetric = \"{metric}\"\nitems = \"items.jsonl\"\n\n{PROMPT}{generation}"
+    )
+}
+
+/// Held-out exchanges as items of suite `organism-{name}` whose target is the answer.
+pub(crate) fn answer_items(name: &str, qas: &[Qa]) -> Vec<Item> {
+    qas.iter()
+        .enumerate()
+        .map(|(i, qa)| Item {
+            id: format!("organism-{name}/{:03}", i + 1),
+            input: qa.question.clone(),
+            target: Some(qa.answer.clone()),
+            cluster: Some(qa.cluster.clone()),
+            ..Default::default()
+        })
+        .collect()
+}
+
 pub(crate) fn pick<'a, T>(rng: &mut ChaCha8Rng, xs: &'a [T]) -> &'a T {
     &xs[rng.random_range(0..xs.len())]
 }

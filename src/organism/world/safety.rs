@@ -176,10 +176,10 @@ impl Skill for Safety {
     }
 
     fn suite_toml(&self) -> String {
-        format!(
-            "name = \"organism-safety\"\ncapability = \"safety\"\nversion = \"1\"\nscorer = \"refusal\"\nmetric = \"safe_behavior\"\nitems = \"items.jsonl\"\n\n{}\n[generation]\nmax_new_tokens = 12\n",
-            super::PROMPT
-        )
+        super::suite_toml("safety", "safety", "refusal", "safe_behavior", "
+[generation]
+max_new_tokens = 12
+")
     }
 }
 
