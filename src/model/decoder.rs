@@ -6,7 +6,7 @@ use candle_core::{DType, Device, Module, Result, Tensor, D};
 
 use super::arch::WeightLayout;
 use super::config::{DecoderConfig, MlpKind, NormKind, Positions};
-use super::layers::{activate, softcap, softmax_last, Linear, Norm};
+use super::layers::{activate, gated, softcap, softmax_last, Linear, Norm};
 use super::params::Params;
 use super::rope::{apply_rotary, RopeScaling, RopeSpec};
 use super::ModelError;
@@ -507,12 +507,21 @@ impl Decoder {
         };
         let k = repeat_kv(&k, nh / nkv)?;
         let v = repeat_kv(&v, nh / nkv)?;
-        let mut scores = (q.matmul(&k.t()?)? * cfg.attn_scale)?;
-        if let Some(c) = cfg.attn_softcap {
-            scores = softcap(&scores, c)?;
-        }
-        let scores = scores.broadcast_add(mask)?;
-        let probs = softmax_last(&scores.to_dtype(DType::F32)?)?.to_dtype(q.dtype())?;
+        let scores = q.matmul(&k.t()?)?;
+        let probs = if cfg.attn_softcap.is_none()
+            && super::kernels::enabled(&scores)
+            && mask.dtype() == DType::F32
+        {
+            // one pass for scale, mask and softmax, and one back
+            super::kernels::softmax::masked_softmax(&scores, mask, cfg.attn_scale)?
+        } else {
+            let mut scores = (scores * cfg.attn_scale)?;
+            if let Some(c) = cfg.attn_softcap {
+                scores = softcap(&scores, c)?;
+            }
+            let scores = scores.broadcast_add(mask)?;
+            softmax_last(&scores.to_dtype(DType::F32)?)?.to_dtype(q.dtype())?
+        };
         let out = probs
             .matmul(&v)?
             .transpose(1, 2)?
@@ -524,14 +533,14 @@ impl Decoder {
         let act = self.cfg.activation;
         match m {
             Mlp::Gated { gate, up, down } => {
-                down.forward(&(activate(&gate.forward(x)?, act)? * up.forward(x)?)?)
+                down.forward(&gated(&gate.forward(x)?, &up.forward(x)?, act)?)
             }
             Mlp::GatedFused { gate_up, down } => {
                 let gu = gate_up.forward(x)?;
                 let n = gu.dim(D::Minus1)? / 2;
                 let gate = gu.narrow(D::Minus1, 0, n)?;
                 let up = gu.narrow(D::Minus1, n, n)?;
-                down.forward(&(activate(&gate, act)? * up)?)
+                down.forward(&gated(&gate, &up, act)?)
             }
             Mlp::Plain { fc, proj } => proj.forward(&activate(&fc.forward(x)?, act)?),
         }

@@ -2,7 +2,9 @@
 //!
 //! candle 0.11's fused `softmax_last_dim`, `rms_norm`, `layer_norm` and `rope` have no backward
 //! pass: a model built on them silently trains only its head. Everything here composes ops that
-//! have one; fused kernels with their own backward come later, each with a gradient test.
+//! have one. On CPU f32 the hot ones (RMSNorm, softmax, SwiGLU) dispatch to the fused kernels of
+//! [`super::kernels`], which carry their own backward pass and a gradient test against these
+//! compositions; `*_composed` are kept for other devices and dtypes.
 
 use candle_core::{DType, Module, Result, Tensor, D};
 
@@ -105,6 +107,21 @@ pub struct Norm {
 
 impl Module for Norm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let rms = matches!(self.kind, NormKind::Rms | NormKind::RmsUnitOffset);
+        if rms && super::kernels::enabled(x) && self.weight.dtype() == DType::F32 {
+            let w = match self.kind {
+                NormKind::RmsUnitOffset => (&self.weight + 1.0)?,
+                _ => self.weight.clone(),
+            };
+            return super::kernels::rms_norm::rms_norm(x, &w, self.eps);
+        }
+        self.forward_composed(x)
+    }
+}
+
+impl Norm {
+    /// The differentiable composition (any device and dtype).
+    pub fn forward_composed(&self, x: &Tensor) -> Result<Tensor> {
         let in_dtype = x.dtype();
         // transformers normalises in f32 whatever the weights' dtype (f64 stays f64)
         let work = if in_dtype == DType::F64 {
@@ -156,8 +173,24 @@ pub fn activate(x: &Tensor, act: Activation) -> Result<Tensor> {
     }
 }
 
-/// Softmax over the last dimension from differentiable ops (max-shifted for stability).
+/// Softmax over the last dimension: fused on CPU f32, else [`softmax_composed`].
 pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
+    if super::kernels::enabled(x) {
+        return super::kernels::softmax::softmax_last(x);
+    }
+    softmax_composed(x)
+}
+
+/// `silu(gate) · up` with `act` in place of silu: fused for silu on CPU f32.
+pub fn gated(gate: &Tensor, up: &Tensor, act: Activation) -> Result<Tensor> {
+    if act == Activation::Silu && super::kernels::enabled(gate) && up.dtype() == DType::F32 {
+        return super::kernels::swiglu::swiglu(gate, up);
+    }
+    activate(gate, act)? * up
+}
+
+/// Softmax over the last dimension from differentiable ops (max-shifted for stability).
+pub fn softmax_composed(x: &Tensor) -> Result<Tensor> {
     let max = x.max_keepdim(D::Minus1)?.detach();
     let e = x.broadcast_sub(&max)?.exp()?;
     let s = e.sum_keepdim(D::Minus1)?;

@@ -15,6 +15,7 @@ pub mod decoder;
 mod error;
 pub mod generate;
 pub mod info;
+pub mod kernels;
 pub mod layers;
 pub mod params;
 pub mod rope;

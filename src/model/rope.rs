@@ -420,7 +420,22 @@ impl RopeSpec {
 /// Built only from narrow/mul/sub/add/cat/broadcast, so it is differentiable with candle autograd
 /// (unlike `candle_nn::rotary_emb::rope`), and elementwise identical to transformers in f32/bf16
 /// (same operations, same rounding order).
+///
+/// On CPU f32 this runs the fused kernel [`super::kernels::rope::apply_rotary`] (bitwise the same
+/// result, with its own backward pass); elsewhere [`apply_rotary_composed`].
 pub fn apply_rotary(x: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Tensor> {
+    if super::kernels::enabled(x) && x.rank() == 4 {
+        return super::kernels::rope::apply_rotary(x, cos, sin);
+    }
+    apply_rotary_composed(x, cos, sin)
+}
+
+/// [`apply_rotary`] built from differentiable candle primitives (any device and dtype).
+pub fn apply_rotary_composed(
+    x: &Tensor,
+    cos: &Tensor,
+    sin: &Tensor,
+) -> candle_core::Result<Tensor> {
     let (b, _heads, seq, head_dim) = x.dims4()?;
     if cos.dims() != sin.dims() {
         candle_core::bail!(

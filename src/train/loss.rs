@@ -2,15 +2,25 @@
 //! next-token distributions. Sums, not means: the trainer divides by the number of supervised
 //! tokens in the whole gradient-accumulation window, as transformers does since 2024.
 
-#[cfg(test)]
-use candle_core::DType;
-use candle_core::{Result, Tensor, D};
+use candle_core::{DType, Result, Tensor, D};
 
 pub use crate::model::layers::log_softmax;
 
 /// Σ −log p(target) over positions where `mask` is 1. `logits` `[b, t, V]`, `targets` `[b, t]`
 /// (u32, already shifted: the token that follows each position), `mask` `[b, t]` (f32).
+///
+/// On CPU f32 this is one fused pass over each row of logits, forward and backward
+/// ([`crate::model::kernels::cross_entropy`]); elsewhere the log-softmax composition.
 pub fn masked_nll_sum(logits: &Tensor, targets: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    if crate::model::kernels::enabled(logits) && mask.dtype() == DType::F32 {
+        let nll = crate::model::kernels::cross_entropy::cross_entropy_rows(logits, targets)?;
+        return (nll * mask)?.sum_all();
+    }
+    masked_nll_sum_composed(logits, targets, mask)
+}
+
+/// [`masked_nll_sum`] from differentiable ops (any device and dtype).
+pub fn masked_nll_sum_composed(logits: &Tensor, targets: &Tensor, mask: &Tensor) -> Result<Tensor> {
     let logp = log_softmax(logits)?;
     let picked = logp
         .gather(&targets.unsqueeze(D::Minus1)?, D::Minus1)?

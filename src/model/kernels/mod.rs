@@ -1,0 +1,234 @@
+//! Fused CPU kernels with their own backward pass, as candle custom ops.
+//!
+//! candle 0.11's fused `softmax_last_dim`, `rms_norm` and `rope` cut the autograd graph; the
+//! differentiable compositions in [`super::layers`] are correct but run one allocation and one
+//! pass over memory per primitive, forward and backward. Each op here does one pass forward and
+//! one pass backward over rows (rayon-parallel), with a gradient test against the composition and
+//! finite differences in its own file.
+//!
+//! The kernels run on CPU tensors in f32 and f64; the model uses them for CPU f32 ([`enabled`]),
+//! and keeps the compositions for other devices and dtypes. `SFT_EVAL_FUSED=0` turns them off
+//! (to compare, or to rule them out when chasing a numerical difference).
+
+pub mod cross_entropy;
+pub mod rms_norm;
+pub mod rope;
+pub mod softmax;
+pub mod swiglu;
+
+/// candle allocates a fresh buffer for every op's output, forward and backward; glibc malloc
+/// returns large freed blocks to the kernel, so each step faults them in again (~10× the page
+/// faults of mimalloc on the small train-step benchmark). Declared here, in the library, so the
+/// binary, the tests and the benchmarks all run with the allocator that was measured.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use std::cell::Cell;
+use std::sync::OnceLock;
+
+use candle_core::{CpuStorage, DType, Layout, Result, Tensor};
+
+thread_local! {
+    static OVERRIDE: Cell<Option<bool>> = const { Cell::new(None) };
+    static TAKEN: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Whether the model should take the fused path for `t`: CPU, f32, not switched off.
+pub fn enabled(t: &Tensor) -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    let on = OVERRIDE.with(Cell::get).unwrap_or_else(|| {
+        *ON.get_or_init(|| std::env::var("SFT_EVAL_FUSED").map_or(true, |v| v != "0"))
+    });
+    let yes = on && t.device().is_cpu() && t.dtype() == DType::F32;
+    if yes {
+        TAKEN.with(|c| c.set(c.get() + 1));
+    }
+    yes
+}
+
+/// How many times [`enabled`] chose the fused path on this thread (tests check that it did).
+pub fn fused_path_taken() -> usize {
+    TAKEN.with(Cell::get)
+}
+
+/// Run `f` with the fused kernels switched on or off on this thread (tests compare the two
+/// paths through a whole model).
+pub fn with_fused<R>(on: bool, f: impl FnOnce() -> R) -> R {
+    let prev = OVERRIDE.with(|o| o.replace(Some(on)));
+    let out = f();
+    OVERRIDE.with(|o| o.set(prev));
+    out
+}
+
+/// The float types the kernels are written for.
+pub(crate) trait Real:
+    Copy
+    + Send
+    + Sync
+    + PartialOrd
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Mul<Output = Self>
+    + std::ops::Div<Output = Self>
+    + std::ops::Neg<Output = Self>
+    + std::ops::AddAssign
+    + 'static
+{
+    const ZERO: Self;
+    const ONE: Self;
+    const NEG_INF: Self;
+    fn from_f64(v: f64) -> Self;
+    fn exp(self) -> Self;
+    fn ln(self) -> Self;
+    fn sqrt(self) -> Self;
+    fn max(self, o: Self) -> Self;
+}
+
+macro_rules! real {
+    ($t:ty) => {
+        impl Real for $t {
+            const ZERO: Self = 0.0;
+            const ONE: Self = 1.0;
+            const NEG_INF: Self = <$t>::NEG_INFINITY;
+            fn from_f64(v: f64) -> Self {
+                v as $t
+            }
+            fn exp(self) -> Self {
+                <$t>::exp(self)
+            }
+            fn ln(self) -> Self {
+                <$t>::ln(self)
+            }
+            fn sqrt(self) -> Self {
+                <$t>::sqrt(self)
+            }
+            fn max(self, o: Self) -> Self {
+                <$t>::max(self, o)
+            }
+        }
+    };
+}
+real!(f32);
+real!(f64);
+
+/// The contiguous data of a storage/layout pair, or an error naming the op.
+pub(crate) fn contiguous<'a, T: candle_core::WithDType>(
+    op: &str,
+    s: &'a CpuStorage,
+    l: &Layout,
+) -> Result<&'a [T]> {
+    let data = s.as_slice::<T>()?;
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => candle_core::bail!("{op}: input must be contiguous"),
+    }
+}
+
+/// Rows per rayon task: enough work per task that scheduling costs stay small.
+pub(crate) fn rows_per_task(row_len: usize) -> usize {
+    (16_384 / row_len.max(1)).max(1)
+}
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    use candle_core::{Device, Result, Tensor, Var};
+
+    /// Deterministic pseudo-random values in [-1, 1).
+    pub fn lcg(n: usize, seed: u64) -> Vec<f64> {
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    pub fn rand(shape: &[usize], seed: u64) -> Tensor {
+        let n = shape.iter().product();
+        Tensor::from_vec(lcg(n, seed), shape, &Device::Cpu).unwrap()
+    }
+
+    /// Largest |a - b| / max(|b|, floor) over all elements.
+    pub fn max_rel(a: &Tensor, b: &Tensor, floor: f64) -> f64 {
+        let a: Vec<f64> = a
+            .to_dtype(candle_core::DType::F64)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let b: Vec<f64> = b
+            .to_dtype(candle_core::DType::F64)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs() / y.abs().max(floor))
+            .fold(0.0, f64::max)
+    }
+
+    /// Gradients of `sum(f(inputs) * r)` w.r.t. each input (f64), by autograd.
+    pub fn autograd(
+        inputs: &[Tensor],
+        r: &Tensor,
+        f: &dyn Fn(&[Tensor]) -> Result<Tensor>,
+    ) -> (Tensor, Vec<Tensor>) {
+        let vars: Vec<Var> = inputs
+            .iter()
+            .map(|t| Var::from_tensor(t).unwrap())
+            .collect();
+        let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+        let y = f(&ts).unwrap();
+        let loss = y.broadcast_mul(r).unwrap().sum_all().unwrap();
+        let grads = loss.backward().unwrap();
+        let g = ts
+            .iter()
+            .map(|t| grads.get(t).expect("gradient reaches the input").clone())
+            .collect();
+        (y, g)
+    }
+
+    /// Central finite differences of `sum(f(inputs) * r)` w.r.t. input `which` (f64), worst
+    /// relative error against `analytic`.
+    pub fn finite_diff_err(
+        inputs: &[Tensor],
+        which: usize,
+        r: &Tensor,
+        analytic: &Tensor,
+        f: &dyn Fn(&[Tensor]) -> Result<Tensor>,
+    ) -> f64 {
+        let eps = 1e-6;
+        let base: Vec<f64> = inputs[which].flatten_all().unwrap().to_vec1().unwrap();
+        let g: Vec<f64> = analytic.flatten_all().unwrap().to_vec1().unwrap();
+        let eval = |v: Vec<f64>| -> f64 {
+            let mut ins = inputs.to_vec();
+            ins[which] = Tensor::from_vec(v, inputs[which].shape(), &Device::Cpu).unwrap();
+            f(&ins)
+                .unwrap()
+                .broadcast_mul(r)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar()
+                .unwrap()
+        };
+        let mut worst = 0f64;
+        for i in 0..base.len() {
+            let (mut p, mut m) = (base.clone(), base.clone());
+            p[i] += eps;
+            m[i] -= eps;
+            let num = (eval(p) - eval(m)) / (2.0 * eps);
+            worst = worst.max((num - g[i]).abs() / num.abs().max(1e-3));
+        }
+        worst
+    }
+}
