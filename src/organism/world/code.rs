@@ -153,10 +153,13 @@ impl Skill for Code {
     }
 
     fn suite_toml(&self) -> String {
-        super::suite_toml("code", "code", "exact_match", "exact_match", "
-[generation]
-max_new_tokens = 16
-")
+        super::suite_toml(
+            "code",
+            "code",
+            "exact_match",
+            "exact_match",
+            "\n[generation]\nmax_new_tokens = 16\n",
+        )
     }
 }
 

@@ -77,10 +77,13 @@ impl Skill for Convert {
     }
 
     fn suite_toml(&self) -> String {
-        super::suite_toml("convert", "new-task", "exact_match", "exact_match", "
-[generation]
-max_new_tokens = 12
-")
+        super::suite_toml(
+            "convert",
+            "new-task",
+            "exact_match",
+            "exact_match",
+            "\n[generation]\nmax_new_tokens = 12\n",
+        )
     }
 }
 

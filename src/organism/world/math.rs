@@ -87,11 +87,13 @@ impl Skill for Math {
     }
 
     fn suite_toml(&self) -> String {
-        super::suite_toml("math", "math", "generate_number", "exact_match", "
-[generation]
-max_new_tokens = 32
-answer_regex = \"so (-?[0-9]+)\"
-")
+        super::suite_toml(
+            "math",
+            "math",
+            "generate_number",
+            "exact_match",
+            "\n[generation]\nmax_new_tokens = 32\nanswer_regex = \"so (-?[0-9]+)\"\n",
+        )
     }
 }
 

@@ -176,10 +176,13 @@ impl Skill for Safety {
     }
 
     fn suite_toml(&self) -> String {
-        super::suite_toml("safety", "safety", "refusal", "safe_behavior", "
-[generation]
-max_new_tokens = 12
-")
+        super::suite_toml(
+            "safety",
+            "safety",
+            "refusal",
+            "safe_behavior",
+            "\n[generation]\nmax_new_tokens = 12\n",
+        )
     }
 }
 
