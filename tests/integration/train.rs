@@ -403,6 +403,47 @@ fn replay_kl_and_l2sp_runs_log_their_terms() {
     );
 }
 
+/// KL measured on broad data (`kl.data`): the KL rows add a term that starts at zero and grows,
+/// and the training loss is still taken on the training batch only.
+#[test]
+fn kl_on_broad_data_logs_its_term_and_needs_a_beta() {
+    let tmp = tempdir();
+    let mut c = small_cfg(3);
+    c.kl = Some(sft_eval::train::config::KlConfig {
+        beta: 1.0,
+        on: sft_eval::train::config::KlOn::Response,
+        direction: Default::default(),
+        data: Some(trl_dir().join("packed.jsonl")),
+        data_rows: Some(2),
+    });
+    train(c.clone(), &tmp.path().join("kl"), false, &mut Silent).unwrap();
+    let plain = {
+        let mut p = c;
+        p.kl = None;
+        train(p, &tmp.path().join("plain"), false, &mut Silent).unwrap();
+        losses(&tmp.path().join("plain"))
+    };
+    let log = std::fs::read_to_string(tmp.path().join("kl/log.jsonl")).unwrap();
+    let rows: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows[0]["terms"]["kl"].as_f64().unwrap(), 0.0);
+    assert!(rows.last().unwrap()["terms"]["kl"].as_f64().unwrap() > 0.0);
+    // step 1's loss is the training batch's alone (same batch, same weights as without KL)
+    assert_eq!(rows[0]["loss"].as_f64().unwrap(), plain[0]);
+    let o = sft_eval_cmd()
+        .args(cli_args(&tmp.path().join("cli"), 1))
+        .args([
+            "--kl-data",
+            trl_dir().join("packed.jsonl").to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--kl BETA"));
+}
+
 fn sft_eval_cmd() -> std::process::Command {
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_sft-eval"));
     c.env("SFT_EVAL_NO_PROGRESS", "1");

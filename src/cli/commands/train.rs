@@ -246,6 +246,11 @@ pub fn resolve(a: &TrainArgs) -> Result<TrainConfig, Error> {
         c.freeze.first_layers = n;
     }
     c.freeze.patterns.extend(a.freeze.iter().cloned());
+    if a.kl.is_none() && (a.kl_data.is_some() || a.kl_data_rows.is_some()) {
+        return Err(Error::Usage(
+            "--kl-data and --kl-data-rows need --kl BETA (the KL weight)".into(),
+        ));
+    }
     if let Some(beta) = a.kl {
         c.kl = Some(KlConfig {
             beta,
