@@ -5,7 +5,10 @@ the Llama 3 style) to an f32 GGUF that llama.cpp serves, for the served-vs-local
 Follows llama.cpp's convert_hf_to_gguf.py for LlamaForCausalLM: q/k rows permuted to GGML's
 rotary layout, `rope_freqs` for `rope_type = llama3`, tokenizer as `gpt2` + `llama-bpe`.
 
-usage: llama_to_gguf.py CHECKPOINT_DIR OUT.gguf
+usage: llama_to_gguf.py CHECKPOINT_DIR OUT.gguf [f32|q8_0]
+
+With `q8_0`, every 2-D weight is stored as Q8_0 (llama.cpp's 8-bit blocks of 32, via
+`gguf.quants`); norms and `rope_freqs` stay f32, as llama.cpp's converter keeps them.
 """
 import json
 import math
@@ -24,7 +27,8 @@ def permute(w, n_head, n_head_kv=None):
             .swapaxes(1, 2).reshape(w.shape))
 
 
-def main(src: Path, out: Path) -> None:
+def main(src: Path, out: Path, qtype: str = "f32") -> None:
+    assert qtype in ("f32", "q8_0"), qtype
     cfg = json.loads((src / "config.json").read_text())
     tok = json.loads((src / "tokenizer.json").read_text())
     tok_cfg = json.loads((src / "tokenizer_config.json").read_text())
@@ -44,7 +48,7 @@ def main(src: Path, out: Path) -> None:
     w.add_rope_freq_base(cfg.get("rope_theta", 10000.0))
     w.add_rope_dimension_count(head_dim)
     w.add_vocab_size(cfg["vocab_size"])
-    w.add_file_type(gguf.LlamaFileType.ALL_F32)
+    w.add_file_type(gguf.LlamaFileType.ALL_F32 if qtype == "f32" else gguf.LlamaFileType.MOSTLY_Q8_0)
 
     # tokenizer: every id up to vocab_size, added tokens as control tokens
     vocab = dict(tok["model"]["vocab"])
@@ -101,6 +105,17 @@ def main(src: Path, out: Path) -> None:
     for f in sorted(src.glob("*.safetensors")):
         t.update(load_file(str(f)))
     f32 = lambda a: np.ascontiguousarray(a.astype(np.float32))
+    add = w.add_tensor
+
+    def add_weight(name, a):
+        a = f32(a)
+        if qtype == "q8_0" and a.ndim == 2:
+            q = gguf.quants.quantize(a, gguf.GGMLQuantizationType.Q8_0)
+            add(name, q, raw_shape=q.shape, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+        else:
+            add(name, a)
+
+    w.add_tensor = add_weight
     w.add_tensor("token_embd.weight", f32(t["model.embed_tokens.weight"]))
     for i in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{i}."
@@ -124,4 +139,4 @@ def main(src: Path, out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), Path(sys.argv[2]))
+    main(Path(sys.argv[1]), Path(sys.argv[2]), *sys.argv[3:4])

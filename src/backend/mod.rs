@@ -1,11 +1,13 @@
 //! Where a suite's scores come from: the in-process [`Model`](crate::model::Model), or a model
-//! served behind an OpenAI-compatible HTTP API ([`openai::OpenAiBackend`]: vLLM, llama.cpp).
+//! served behind an OpenAI-compatible HTTP API ([`openai::OpenAiBackend`]: vLLM, llama.cpp), or a
+//! local GGUF file dequantized into the same decoder ([`gguf::GgufModel`]).
 //!
 //! The suite runner talks to a model only through [`LanguageModel`]: continuation
 //! log-likelihoods, rolling log-likelihoods, and generation from a prompt text. Prompts are
 //! rendered by the runner (few-shot, chat template) and handed over as text, so both backends
 //! score exactly the same strings.
 
+pub mod gguf;
 pub mod local;
 pub mod openai;
 

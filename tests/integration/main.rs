@@ -26,3 +26,5 @@ mod import;
 mod organism;
 // `--backend openai`: a real llama.cpp server against the local backend, and injected faults.
 mod backend;
+// The local GGUF backend: llama GGUF files dequantized into the same decoder.
+mod gguf;

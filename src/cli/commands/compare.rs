@@ -48,9 +48,11 @@ pub struct EvalSource {
 }
 
 impl EvalSource {
-    /// A results file, or a checkpoint folder evaluated now (on `like`'s suites and settings).
+    /// A results file, or a checkpoint folder or GGUF file (with `--tokenizer`) evaluated now
+    /// (on `like`'s suites and settings).
     fn load(&self, p: &Path, like: Option<&EvalResults>) -> Result<EvalResults, Error> {
-        if p.is_file() {
+        let gguf = crate::backend::gguf::is_gguf(p);
+        if p.is_file() && !gguf {
             return Ok(read_results(p)?);
         }
         let (suites, settings) = match like {
@@ -84,6 +86,16 @@ impl EvalSource {
             let b = self.server.connect(name)?;
             return super::eval::evaluate_served(
                 &b,
+                &suites,
+                &self.suites_dir,
+                settings,
+                Some(&cache),
+            );
+        }
+        if gguf {
+            return super::eval::evaluate_gguf(
+                p,
+                self.server.tokenizer.as_deref(),
                 &suites,
                 &self.suites_dir,
                 settings,

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::backend::gguf::{is_gguf, GgufModel};
 use crate::backend::openai::{OpenAiBackend, OpenAiOptions};
 use crate::backend::LanguageModel;
 use crate::error::{Error, ExitStatus};
@@ -15,8 +16,9 @@ use crate::suite::runner::{run_suite, EvalSettings, SuiteObserver};
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// Checkpoint folder (Hugging Face layout); with `--backend openai`, leave it out and name
-    /// the served model with `--model`.
+    /// Checkpoint folder (Hugging Face layout), or a llama GGUF file (`*.gguf`, with
+    /// `--tokenizer DIR`); with `--backend openai`, leave it out and name the served model with
+    /// `--model`.
     pub model: Option<PathBuf>,
     #[command(flatten)]
     pub backend: BackendArgs,
@@ -82,6 +84,7 @@ pub struct ServerArgs {
     pub base_url: Option<String>,
     /// A folder with the served model's tokenizer.json (and chat template): counts prompt
     /// tokens against the context and renders chat templates for `chat = "auto"` suites.
+    /// Required for a GGUF model file, whose tokenizer it is.
     #[arg(long, value_name = "DIR")]
     pub tokenizer: Option<PathBuf>,
     /// Requests in flight at once.
@@ -164,6 +167,34 @@ pub fn evaluate(
         ModelRef {
             path: model_dir.display().to_string(),
             fingerprint: fp,
+        },
+        suites,
+        &resolved,
+        settings,
+        cache,
+    )
+}
+
+/// Evaluate a llama GGUF file, dequantized into the local decoder, with the tokenizer of the
+/// Hugging Face folder `tokenizer` (required).
+pub fn evaluate_gguf(
+    path: &std::path::Path,
+    tokenizer: Option<&std::path::Path>,
+    suites: &[String],
+    suites_dir: &std::path::Path,
+    settings: EvalSettings,
+    cache: Option<&Cache>,
+) -> Result<EvalResults, Error> {
+    let resolved = suites
+        .iter()
+        .map(|s| resolve(s, suites_dir))
+        .collect::<Result<Vec<_>, _>>()?;
+    let model = GgufModel::load(path, tokenizer, &LoadOptions::default())?;
+    evaluate_with(
+        &model,
+        ModelRef {
+            path: path.display().to_string(),
+            fingerprint: model.fingerprint.clone(),
         },
         suites,
         &resolved,
@@ -279,6 +310,14 @@ pub fn run(a: &EvalArgs) -> Result<ExitStatus, Error> {
             let b = a.backend.server.connect(name)?;
             evaluate_served(&b, &a.suites, &a.suites_dir, settings, cache)?
         }
+        (BackendKind::Local, Some(p)) if is_gguf(p) => evaluate_gguf(
+            p,
+            a.backend.server.tokenizer.as_deref(),
+            &a.suites,
+            &a.suites_dir,
+            settings,
+            cache,
+        )?,
         (BackendKind::Local, Some(p)) => evaluate(p, &a.suites, &a.suites_dir, settings, cache)?,
         (BackendKind::Local, None) => {
             return Err(Error::Usage(
