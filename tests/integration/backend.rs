@@ -17,9 +17,9 @@ use sft_eval::backend::{BackendError, Continuation, LanguageModel};
 use sft_eval::model::generate::{generate, Decoding, GenerateOptions, StopReason};
 use sft_eval::suite::item::Item;
 use sft_eval::suite::runner::{run_suite, EvalSettings, NoProgress};
-use sft_eval::suite::spec::{ChatPolicy, GenerationSpec, PromptSpec, ScorerKind, Suite, SuiteSpec};
+use sft_eval::suite::spec::{ScorerKind, Suite};
 
-use super::common::{fixtures, load, model_dir, tempdir};
+use super::common::{load, model_dir, tempdir};
 
 // ---------------------------------------------------------------------------------------------
 // A tiny HTTP server for fault injection only (the agreement test below uses a real server).
@@ -511,43 +511,7 @@ fn llama_server(dir: &Path) -> Option<(ServerGuard, String)> {
 }
 
 fn mc_suite() -> Suite {
-    let items: Vec<Item> = std::fs::read_to_string(fixtures().join("lmeval/mc_items.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap();
-            Item {
-                id: v["id"].to_string(),
-                input: v["question"].as_str().unwrap().into(),
-                choices: v["choices"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|c| c.as_str().unwrap().into())
-                    .collect(),
-                gold: Some(v["label"].as_u64().unwrap() as usize),
-                ..Default::default()
-            }
-        })
-        .collect();
-    let spec = SuiteSpec {
-        name: "served_mc".into(),
-        capability: "qa".into(),
-        version: "1".into(),
-        scorer: ScorerKind::McLoglik,
-        metric: "acc".into(),
-        items: "items.jsonl".into(),
-        prompt: PromptSpec {
-            template: "Question: {{ input }}\nAnswer:".into(),
-            fewshot: 0,
-            fewshot_seed: 0,
-            chat: ChatPolicy::Never,
-            choice_template: " {{ choice }}".into(),
-        },
-        generation: GenerationSpec::default(),
-        refusal: None,
-    };
-    Suite::new(spec, items, ".".into()).unwrap()
+    crate::common::lmeval_mc_suite("served_mc")
 }
 
 fn gen_suite(mc: &Suite) -> Suite {

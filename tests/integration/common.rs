@@ -100,3 +100,49 @@ pub fn copy_fixture(variant: &str, to: &Path) -> PathBuf {
     }
     dst
 }
+
+/// The lm-eval multiple-choice fixture items (`lmeval/mc_items.jsonl`) as a suite asked the
+/// way lm-eval asks them (`Question: …\nAnswer:`, each choice after a space).
+pub fn lmeval_mc_suite(name: &str) -> sft_eval::suite::spec::Suite {
+    use sft_eval::suite::item::Item;
+    use sft_eval::suite::spec::{
+        ChatPolicy, GenerationSpec, PromptSpec, ScorerKind, Suite, SuiteSpec,
+    };
+    let items: Vec<Item> = std::fs::read_to_string(fixtures().join("lmeval/mc_items.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            Item {
+                id: v["id"].to_string(),
+                input: v["question"].as_str().unwrap().into(),
+                choices: v["choices"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|c| c.as_str().unwrap().into())
+                    .collect(),
+                gold: Some(v["label"].as_u64().unwrap() as usize),
+                ..Default::default()
+            }
+        })
+        .collect();
+    let spec = SuiteSpec {
+        name: name.into(),
+        capability: "qa".into(),
+        version: "1".into(),
+        scorer: ScorerKind::McLoglik,
+        metric: "acc".into(),
+        items: "items.jsonl".into(),
+        prompt: PromptSpec {
+            template: "Question: {{ input }}\nAnswer:".into(),
+            fewshot: 0,
+            fewshot_seed: 0,
+            chat: ChatPolicy::Never,
+            choice_template: " {{ choice }}".into(),
+        },
+        generation: GenerationSpec::default(),
+        refusal: None,
+    };
+    Suite::new(spec, items, ".".into()).unwrap()
+}

@@ -569,48 +569,8 @@ fn mmlu_scores_letters_like_lm_eval() {
 /// log-likelihoods and its acc/acc_norm.
 #[test]
 fn mc_suite_run_matches_lm_eval() {
-    use sft_eval::suite::item::Item;
     use sft_eval::suite::runner::{run_suite, EvalSettings, NoProgress};
-    use sft_eval::suite::spec::{
-        ChatPolicy, GenerationSpec, PromptSpec, ScorerKind, Suite, SuiteSpec,
-    };
-    let items: Vec<Item> = std::fs::read_to_string(fixtures().join("lmeval/mc_items.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            Item {
-                id: v["id"].to_string(),
-                input: v["question"].as_str().unwrap().into(),
-                choices: v["choices"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|c| c.as_str().unwrap().into())
-                    .collect(),
-                gold: Some(v["label"].as_u64().unwrap() as usize),
-                ..Default::default()
-            }
-        })
-        .collect();
-    let spec = SuiteSpec {
-        name: "sft_eval_mc".into(),
-        capability: "qa".into(),
-        version: "1".into(),
-        scorer: ScorerKind::McLoglik,
-        metric: "acc".into(),
-        items: "items.jsonl".into(),
-        prompt: PromptSpec {
-            template: "Question: {{ input }}\nAnswer:".into(),
-            fewshot: 0,
-            fewshot_seed: 0,
-            chat: ChatPolicy::Never,
-            choice_template: " {{ choice }}".into(),
-        },
-        generation: GenerationSpec::default(),
-        refusal: None,
-    };
-    let suite = Suite::new(spec, items, ".".into()).unwrap();
+    let suite = crate::common::lmeval_mc_suite("sft_eval_mc");
     for m in ["llama", "gpt2", "mistral"] {
         let model = load(m);
         let j: serde_json::Value = serde_json::from_str(
