@@ -1,5 +1,6 @@
 """PyTorch eager reference for the criterion benchmarks in benches/benchmarks/ (same shapes, f32,
-random Llama weights): forward tokens/s and train-step (forward + backward + AdamW) tokens/s.
+random Llama weights): forward tokens/s, greedy decode new tokens/s (batch 1, 32-token prompt, 32
+new tokens with the KV cache) and train-step (forward + backward + AdamW) tokens/s.
 
     python benches/pytorch_side_by_side.py [--threads 2] [--reps 10] [--large]
 
@@ -57,6 +58,19 @@ def main():
         with torch.no_grad():
             fwd = timed(lambda: m(ids).logits, a.reps)
         print(f"forward/{name}: {ntok / fwd:,.0f} tok/s (median {fwd * 1e3:.1f} ms)", flush=True)
+        prompt = torch.randint(0, s["vocab"], (1, 32))
+
+        def decode():
+            out = m(prompt, use_cache=True)
+            past = out.past_key_values
+            for _ in range(32):
+                nxt = out.logits[:, -1:].argmax(-1)
+                out = m(nxt, past_key_values=past, use_cache=True)
+                past = out.past_key_values
+
+        with torch.no_grad():
+            dt = timed(decode, a.reps)
+        print(f"decode/{name.split('_b')[0]}_b1_greedy32: {32 / dt:,.0f} new tok/s (median {dt * 1e3:.1f} ms)", flush=True)
         m.train()
         opt = torch.optim.AdamW(m.parameters(), lr=1e-4)
 
