@@ -50,6 +50,9 @@ impl Error {
             Error::Report(e) => e.hint(),
             Error::Organism(e) => match e.as_ref() {
                 crate::organism::OrganismError::Train(t) => t.hint(),
+                crate::organism::OrganismError::Suite(t) => t.hint(),
+                crate::organism::OrganismError::Gate(t) => t.hint(),
+                crate::organism::OrganismError::Report(t) => t.hint(),
                 _ => None,
             },
             _ => None,

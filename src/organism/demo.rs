@@ -273,26 +273,18 @@ fn evaluate(
     let model = Model::load(dir, &LoadOptions::default())?;
     let mut results = Vec::new();
     for s in suites {
-        let mut r = run_suite(&model, s, settings, obs).map_err(suite_err)?;
+        let mut r = run_suite(&model, s, settings, obs)?;
         r.source = Some(s.dir.display().to_string());
         results.push(r);
     }
     Ok(EvalResults::new(
         ModelRef {
             path: dir.display().to_string(),
-            fingerprint: fingerprint(dir).map_err(suite_err)?,
+            fingerprint: fingerprint(dir)?,
         },
         settings.clone(),
         results,
     ))
-}
-
-fn suite_err(e: crate::suite::SuiteError) -> OrganismError {
-    OrganismError::Io(e.to_string())
-}
-
-fn gate_err(e: crate::gate::GateError) -> OrganismError {
-    OrganismError::Io(e.to_string())
 }
 
 fn policy() -> Policy {
@@ -315,7 +307,7 @@ pub fn run_demo(cfg: &DemoConfig, obs: &mut dyn DemoObserver) -> Result<DemoRepo
     let suites_dir = cfg.organism.join("suites");
     let mut suites = Vec::new();
     for name in SKILLS.iter().chain(["convert"].iter()) {
-        suites.push(Suite::load(&suites_dir.join(name)).map_err(suite_err)?);
+        suites.push(Suite::load(&suites_dir.join(name))?);
     }
     let settings = settings(cfg.quick);
     let vs = variants(&cfg.organism, cfg.quick);
@@ -347,7 +339,7 @@ pub fn run_demo(cfg: &DemoConfig, obs: &mut dyn DemoObserver) -> Result<DemoRepo
             .unwrap_or(summary.final_dir.clone());
         obs.stage(&format!("[{}/{total}] scoring: {label}", i + 1));
         let ft = evaluate(&ft_dir, &suites, &settings, obs)?;
-        let mut c = compare(&base, &ft, 0.95, &boot).map_err(gate_err)?;
+        let mut c = compare(&base, &ft, 0.95, &boot)?;
         c.base_model = "organism".into();
         c.finetuned_model = label.clone();
         let verdicts = judge(&c, &policy());
@@ -356,7 +348,7 @@ pub fn run_demo(cfg: &DemoConfig, obs: &mut dyn DemoObserver) -> Result<DemoRepo
             .filter(|v| v.fails && v.suite != NEW_TASK)
             .map(|v| v.suite.clone())
             .collect();
-        let t = tradeoff(&c, NEW_TASK).map_err(gate_err)?;
+        let t = tradeoff(&c, NEW_TASK)?;
         let loss = report::read_loss_log(&run_dir.join("log.jsonl"))
             .map(|l| l.train)
             .unwrap_or_default();
@@ -653,6 +645,6 @@ fn write_report(r: &DemoReport, dir: &Path) -> Result<(), OrganismError> {
             ("delta_naive.svg", delta_svg.as_str()),
             ("loss.svg", loss_svg.as_str()),
         ],
-    )
-    .map_err(|e| OrganismError::Io(e.to_string()))
+    )?;
+    Ok(())
 }

@@ -43,6 +43,12 @@ pub enum OrganismError {
     Train(#[from] TrainError),
     #[error(transparent)]
     Model(#[from] crate::model::ModelError),
+    #[error(transparent)]
+    Suite(#[from] crate::suite::SuiteError),
+    #[error(transparent)]
+    Gate(#[from] crate::gate::GateError),
+    #[error(transparent)]
+    Report(#[from] crate::report::ReportError),
 }
 
 /// How the shipped organism was made; `models/organism/recipe.toml` is this, serialised.

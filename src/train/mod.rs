@@ -573,12 +573,14 @@ impl<'o> Run<'o> {
                 })
                 .collect::<Result<_, _>>()?
         };
+        // the rows the KL is taken on: the broad-data rows when there are any, else the batch
+        let kl_rows = if kl_micro.is_empty() {
+            &micro
+        } else {
+            &kl_micro
+        };
         let n_kl: f64 = match &self.kl {
-            Some(k) if !kl_micro.is_empty() => kl_micro
-                .iter()
-                .map(|m| k.mask(m).sum_all().and_then(|s| s.to_scalar::<f32>()))
-                .sum::<Result<f32, _>>()? as f64,
-            Some(k) => micro
+            Some(k) => kl_rows
                 .iter()
                 .map(|m| k.mask(m).sum_all().and_then(|s| s.to_scalar::<f32>()))
                 .sum::<Result<f32, _>>()? as f64,
@@ -591,13 +593,11 @@ impl<'o> Run<'o> {
             let sum = loss::masked_nll_sum(&logits, &mb.targets, &mb.loss_mask)?;
             nll += sum.to_dtype(DType::F64)?.to_scalar::<f64>()?;
             let mut obj = (sum / n.max(1) as f64)?;
-            if let (Some(k), Some(kmb)) = (&self.kl, kl_micro.get(i)) {
-                let kl_logits = forward_logits(&self.model.decoder, kmb)?;
-                let ks = k.sum_on_data(&kl_logits, kmb)?;
-                kl_total += ks.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-                obj = (obj + (ks * (k.cfg.beta / n_kl.max(1.0)))?)?;
-            } else if let Some(k) = &self.kl {
-                let ks = k.sum(&logits, mb)?;
+            if let Some(k) = &self.kl {
+                let ks = match kl_micro.get(i) {
+                    Some(kmb) => k.sum(&forward_logits(&self.model.decoder, kmb)?, kmb)?,
+                    None => k.sum(&logits, mb)?,
+                };
                 kl_total += ks.to_dtype(DType::F64)?.to_scalar::<f64>()?;
                 obj = (obj + (ks * (k.cfg.beta / n_kl.max(1.0)))?)?;
             }

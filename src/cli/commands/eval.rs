@@ -148,6 +148,17 @@ impl SuiteObserver for Bar {
     }
 }
 
+/// Resolve suite arguments before any model is loaded, so a bad one fails fast.
+fn resolve_all(
+    suites: &[String],
+    suites_dir: &std::path::Path,
+) -> Result<Vec<crate::suite::spec::Suite>, Error> {
+    Ok(suites
+        .iter()
+        .map(|s| resolve(s, suites_dir))
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
 /// Evaluate a checkpoint on suites (cached), reporting each suite's line on stderr.
 pub fn evaluate(
     model_dir: &std::path::Path,
@@ -156,10 +167,7 @@ pub fn evaluate(
     settings: EvalSettings,
     cache: Option<&Cache>,
 ) -> Result<EvalResults, Error> {
-    let resolved = suites
-        .iter()
-        .map(|s| resolve(s, suites_dir))
-        .collect::<Result<Vec<_>, _>>()?;
+    let resolved = resolve_all(suites, suites_dir)?;
     let model = Model::load(model_dir, &LoadOptions::default())?;
     let fp = fingerprint(model_dir)?;
     evaluate_with(
@@ -185,10 +193,7 @@ pub fn evaluate_gguf(
     settings: EvalSettings,
     cache: Option<&Cache>,
 ) -> Result<EvalResults, Error> {
-    let resolved = suites
-        .iter()
-        .map(|s| resolve(s, suites_dir))
-        .collect::<Result<Vec<_>, _>>()?;
+    let resolved = resolve_all(suites, suites_dir)?;
     let model = GgufModel::load(path, tokenizer, &LoadOptions::default())?;
     evaluate_with(
         &model,
@@ -211,10 +216,7 @@ pub fn evaluate_served(
     settings: EvalSettings,
     cache: Option<&Cache>,
 ) -> Result<EvalResults, Error> {
-    let resolved = suites
-        .iter()
-        .map(|s| resolve(s, suites_dir))
-        .collect::<Result<Vec<_>, _>>()?;
+    let resolved = resolve_all(suites, suites_dir)?;
     let o = backend.options();
     evaluate_with(
         backend,

@@ -37,10 +37,4 @@ impl KlToBase {
             self.cfg.direction,
         )?)
     }
-
-    /// Σ KL over a micro-batch of broad text (`kl.data`), at the positions [`Self::mask`]
-    /// selects (a text record's response is all of it).
-    pub fn sum_on_data(&self, logits: &Tensor, mb: &MicroBatch) -> Result<Tensor, TrainError> {
-        self.sum(logits, mb)
-    }
 }
