@@ -6,7 +6,7 @@ use candle_core::{DType, Device, Module, Result, Tensor, D};
 
 use super::arch::WeightLayout;
 use super::config::{DecoderConfig, MlpKind, NormKind, Positions};
-use super::layers::{activate, gated, softcap, softmax_last, Linear, Norm};
+use super::layers::{activate, gated, log_softmax, softcap, softmax_last, Linear, Norm};
 use super::params::Params;
 use super::rope::{apply_rotary, RopeScaling, RopeSpec};
 use super::ModelError;
@@ -280,6 +280,31 @@ impl Decoder {
             Some(c) => softcap(&logits, c),
             None => Ok(logits),
         }
+    }
+
+    /// `−log p(target)` at each row of final hidden states `hidden` `[n, hidden]`, `targets` `[n]`
+    /// (u32). On CPU f32 the output head and the cross-entropy are one fused op that never holds
+    /// the `[n, vocab]` logits ([`super::kernels::linear_cross_entropy`]); elsewhere, and under
+    /// Gemma 2's final soft-cap, the logits and then a log-softmax.
+    pub fn nll_rows(&self, hidden: &Tensor, targets: &Tensor) -> Result<Tensor> {
+        if self.cfg.final_softcap.is_none()
+            && self.lm_head.dtype() == DType::F32
+            && super::kernels::enabled(hidden)
+        {
+            return super::kernels::linear_cross_entropy::linear_cross_entropy(
+                hidden,
+                &self.lm_head,
+                targets,
+            );
+        }
+        let logits = self.logits(hidden)?;
+        if super::kernels::enabled(&logits) {
+            return super::kernels::cross_entropy::cross_entropy_rows(&logits, targets);
+        }
+        log_softmax(&logits)?
+            .gather(&targets.unsqueeze(D::Minus1)?, D::Minus1)?
+            .squeeze(D::Minus1)?
+            .neg()
     }
 
     pub fn new_cache(&self, batch: usize) -> KvCache {

@@ -4,6 +4,8 @@
 
 use candle_core::{DType, Result, Tensor, D};
 
+use crate::model::Decoder;
+
 pub use crate::model::layers::log_softmax;
 
 /// Σ −log p(target) over positions where `mask` is 1. `logits` `[b, t, V]`, `targets` `[b, t]`
@@ -17,6 +19,39 @@ pub fn masked_nll_sum(logits: &Tensor, targets: &Tensor, mask: &Tensor) -> Resul
         return (nll * mask)?.sum_all();
     }
     masked_nll_sum_composed(logits, targets, mask)
+}
+
+/// [`masked_nll_sum`] from the final hidden states `[b, t, hidden]` instead of logits: only the
+/// positions where `mask` is nonzero go through the output head ([`Decoder::nll_rows`]), so a
+/// prompt's tokens cost nothing there and, on CPU f32, no `[b, t, vocab]` logits exist.
+pub fn masked_nll_sum_hidden(
+    decoder: &Decoder,
+    hidden: &Tensor,
+    targets: &Tensor,
+    mask: &Tensor,
+) -> Result<Tensor> {
+    let (b, t, h) = hidden.dims3()?;
+    let weights: Vec<f32> = mask.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+    let rows: Vec<u32> = (0..b * t)
+        .filter(|&i| weights[i] != 0.0)
+        .map(|i| i as u32)
+        .collect();
+    if rows.is_empty() {
+        // keep the graph (and a zero gradient for every parameter) as the logits path does
+        return (hidden.sum_all()? * 0.0)?.to_dtype(DType::F32);
+    }
+    let dev = hidden.device();
+    let idx = Tensor::from_vec(rows.clone(), rows.len(), dev)?;
+    let picked = hidden.reshape((b * t, h))?.index_select(&idx, 0)?;
+    let tg = targets.flatten_all()?.index_select(&idx, 0)?;
+    let nll = decoder.nll_rows(&picked, &tg)?.to_dtype(DType::F32)?;
+    let w: Vec<f32> = rows.iter().map(|&i| weights[i as usize]).collect();
+    let w = Tensor::from_vec(w, rows.len(), dev)?;
+    // summed in f64: one rounding, so that the sum does not depend on how rows were batched
+    (nll * w)?
+        .to_dtype(DType::F64)?
+        .sum_all()?
+        .to_dtype(DType::F32)
 }
 
 /// [`masked_nll_sum`] from differentiable ops (any device and dtype).

@@ -108,13 +108,30 @@ pub struct RunSummary {
     pub last_loss: Option<f64>,
 }
 
-/// Logits `[b, t, V]` of a micro-batch (packed rows through the packed forward).
-pub fn forward_logits(decoder: &Decoder, mb: &MicroBatch) -> Result<Tensor, TrainError> {
-    let h = match &mb.packed {
+/// Final hidden states `[b, t, hidden]` of a micro-batch (packed rows through the packed
+/// forward).
+pub fn forward_hidden(decoder: &Decoder, mb: &MicroBatch) -> Result<Tensor, TrainError> {
+    Ok(match &mb.packed {
         Some((pos, seg)) => decoder.forward_hidden_packed(&mb.ids, pos, seg)?,
         None => decoder.forward_hidden(&mb.ids, &mb.lengths)?,
-    };
-    Ok(decoder.logits(&h)?)
+    })
+}
+
+/// Logits `[b, t, V]` of a micro-batch.
+pub fn forward_logits(decoder: &Decoder, mb: &MicroBatch) -> Result<Tensor, TrainError> {
+    Ok(decoder.logits(&forward_hidden(decoder, mb)?)?)
+}
+
+/// Σ −log p(target) over a micro-batch's supervised tokens, through the output head only at
+/// those tokens ([`loss::masked_nll_sum_hidden`]).
+pub fn nll_sum(decoder: &Decoder, mb: &MicroBatch) -> Result<Tensor, TrainError> {
+    let h = forward_hidden(decoder, mb)?;
+    Ok(loss::masked_nll_sum_hidden(
+        decoder,
+        &h,
+        &mb.targets,
+        &mb.loss_mask,
+    )?)
 }
 
 /// Add `more` into `acc` for every variable.
@@ -283,8 +300,7 @@ fn mean_loss(
     for chunk in examples.chunks(batch.max(1)) {
         let refs: Vec<&Example> = chunk.iter().collect();
         let mb = MicroBatch::padded(&refs, device)?;
-        let logits = forward_logits(decoder, &mb)?;
-        sum += loss::masked_nll_sum(&logits, &mb.targets, &mb.loss_mask)?
+        sum += nll_sum(decoder, &mb)?
             .to_dtype(DType::F64)?
             .to_scalar::<f64>()?;
         n += mb.n_supervised;
@@ -588,15 +604,25 @@ impl<'o> Run<'o> {
         };
         let mut grads: Option<GradStore> = None;
         let (mut nll, mut kl_total) = (0f64, 0f64);
+        let dec = &self.model.decoder;
         for (i, mb) in micro.iter().enumerate() {
-            let logits = forward_logits(&self.model.decoder, mb)?;
-            let sum = loss::masked_nll_sum(&logits, &mb.targets, &mb.loss_mask)?;
+            // KL on the batch itself needs its logits; otherwise only the supervised positions
+            // go through the head
+            let kl_on_batch = self.kl.is_some() && kl_micro.get(i).is_none();
+            let (sum, logits) = if kl_on_batch {
+                let logits = forward_logits(dec, mb)?;
+                let sum = loss::masked_nll_sum(&logits, &mb.targets, &mb.loss_mask)?;
+                (sum, Some(logits))
+            } else {
+                (nll_sum(dec, mb)?, None)
+            };
             nll += sum.to_dtype(DType::F64)?.to_scalar::<f64>()?;
             let mut obj = (sum / n.max(1) as f64)?;
             if let Some(k) = &self.kl {
-                let ks = match kl_micro.get(i) {
-                    Some(kmb) => k.sum(&forward_logits(&self.model.decoder, kmb)?, kmb)?,
-                    None => k.sum(&logits, mb)?,
+                let ks = match (kl_micro.get(i), &logits) {
+                    (Some(kmb), _) => k.sum(&forward_logits(dec, kmb)?, kmb)?,
+                    (None, Some(logits)) => k.sum(logits, mb)?,
+                    (None, None) => unreachable!("logits are kept when the KL is on the batch"),
                 };
                 kl_total += ks.to_dtype(DType::F64)?.to_scalar::<f64>()?;
                 obj = (obj + (ks * (k.cfg.beta / n_kl.max(1.0)))?)?;

@@ -205,7 +205,11 @@ fn accumulated_micro_batches_equal_one_big_batch() {
     b.grad_accum = 2;
     train(a, &tmp.path().join("a"), false, &mut Silent).unwrap();
     train(b, &tmp.path().join("b"), false, &mut Silent).unwrap();
-    assert!((losses(&tmp.path().join("a"))[0] - losses(&tmp.path().join("b"))[0]).abs() < 1e-6);
+    let (la, lb) = (
+        losses(&tmp.path().join("a"))[0],
+        losses(&tmp.path().join("b"))[0],
+    );
+    assert!((la - lb).abs() < 1e-6, "{la} vs {lb}");
     // the accumulated gradient is the big batch's gradient: equal norms before clipping
     let norm = |d: &str| -> f64 {
         let l = std::fs::read_to_string(tmp.path().join(d).join("log.jsonl")).unwrap();

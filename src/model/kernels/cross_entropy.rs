@@ -28,14 +28,19 @@ pub fn cross_entropy_rows(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
 
 struct CrossEntropy;
 
-fn row_lse<T: Real>(x: &[T]) -> (T, T) {
+/// Writes `exp(x − max)` into `e`; returns `(max, Σ e)`.
+fn row_exp<T: Real>(e: &mut [T], x: &[T]) -> (T, T) {
     let mut max = T::NEG_INF;
     for &v in x {
         max = max.max(v);
     }
+    for (o, &v) in e.iter_mut().zip(x) {
+        *o = v - max;
+    }
+    T::exp_inplace(e);
     let mut sum = T::ZERO;
-    for &v in x {
-        sum += (v - max).exp();
+    for &v in e.iter() {
+        sum += v;
     }
     (max, sum)
 }
@@ -44,10 +49,13 @@ fn fwd<T: Real>(x: &[T], t: &[u32], v: usize) -> Vec<T> {
     let mut out = vec![T::ZERO; t.len()];
     out.par_iter_mut()
         .zip(x.par_chunks(v).zip(t.par_iter()))
-        .for_each(|(o, (row, &tg))| {
-            let (max, sum) = row_lse(row);
-            *o = (max - row[tg as usize]) + sum.ln();
-        });
+        .for_each_init(
+            || vec![T::ZERO; v],
+            |e, (o, (row, &tg))| {
+                let (max, sum) = row_exp(e, row);
+                *o = (max - row[tg as usize]) + sum.ln();
+            },
+        );
     out
 }
 
@@ -57,10 +65,10 @@ fn bwd<T: Real>(x: &[T], t: &[u32], g: &[T], v: usize) -> Vec<T> {
         .zip(x.par_chunks(v))
         .zip(t.par_iter().zip(g.par_iter()))
         .for_each(|((o, row), (&tg, &gi))| {
-            let (max, sum) = row_lse(row);
+            let (_, sum) = row_exp(o, row);
             let scale = gi / sum;
-            for (oi, &xi) in o.iter_mut().zip(row) {
-                *oi = (xi - max).exp() * scale;
+            for oi in o.iter_mut() {
+                *oi = *oi * scale;
             }
             o[tg as usize] = o[tg as usize] - gi;
         });

@@ -35,10 +35,13 @@ fn row_softmax<T: Real>(out: &mut [T], x: &[T], mask: Option<&[T]>, scale: T) {
             }
         }
     }
-    let mut sum = T::ZERO;
     for o in out.iter_mut() {
-        *o = (*o - max).exp();
-        sum += *o;
+        *o = *o - max;
+    }
+    T::exp_inplace(out);
+    let mut sum = T::ZERO;
+    for &o in out.iter() {
+        sum += o;
     }
     let inv = T::ONE / sum;
     for o in out.iter_mut() {

@@ -19,9 +19,13 @@ fn fwd<T: Real>(g: &[T], u: &[T]) -> Vec<T> {
     y.par_chunks_mut(CHUNK)
         .zip(g.par_chunks(CHUNK).zip(u.par_chunks(CHUNK)))
         .for_each(|(yc, (gc, uc))| {
+            for (o, &a) in yc.iter_mut().zip(gc) {
+                *o = -a;
+            }
+            T::exp_inplace(yc);
             for ((o, &a), &b) in yc.iter_mut().zip(gc).zip(uc) {
                 // candle's silu: x / (1 + exp(-x))
-                *o = a / (T::ONE + (-a).exp()) * b;
+                *o = a / (T::ONE + *o) * b;
             }
         });
     y
@@ -39,9 +43,13 @@ fn bwd<T: Real>(g: &[T], u: &[T], dy: &[T]) -> Vec<T> {
                 .zip(u.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK))),
         )
         .for_each(|((dgc, duc), (gc, (uc, dyc)))| {
+            for (o, &a) in dgc.iter_mut().zip(gc) {
+                *o = -a;
+            }
+            T::exp_inplace(dgc);
             for i in 0..gc.len() {
                 let a = gc[i];
-                let s = T::ONE / (T::ONE + (-a).exp());
+                let s = T::ONE / (T::ONE + dgc[i]);
                 dgc[i] = dyc[i] * uc[i] * s * (T::ONE + a * (T::ONE - s));
                 duc[i] = dyc[i] * a * s;
             }
