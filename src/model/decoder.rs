@@ -530,23 +530,27 @@ impl Decoder {
             }
             None => (k, v),
         };
+        if cfg.attn_softcap.is_none()
+            && super::kernels::enabled(&q)
+            && mask.dtype() == DType::F32
+            && k.dtype() == DType::F32
+        {
+            // scores, mask, softmax and P·V per (row, kv head), K and V shared in place
+            let out = super::kernels::attention::attention(&q, &k, &v, mask, cfg.attn_scale)?
+                .transpose(1, 2)?
+                .reshape((b, t, nh * hd))?;
+            return a.o.forward(&out);
+        }
         let k = repeat_kv(&k, nh / nkv)?;
         let v = repeat_kv(&v, nh / nkv)?;
         let scores = q.matmul(&k.t()?)?;
-        let probs = if cfg.attn_softcap.is_none()
-            && super::kernels::enabled(&scores)
-            && mask.dtype() == DType::F32
-        {
-            // one pass for scale, mask and softmax, and one back
-            super::kernels::softmax::masked_softmax(&scores, mask, cfg.attn_scale)?
-        } else {
-            let mut scores = (scores * cfg.attn_scale)?;
-            if let Some(c) = cfg.attn_softcap {
-                scores = softcap(&scores, c)?;
-            }
-            let scores = scores.broadcast_add(mask)?;
-            softmax_last(&scores.to_dtype(DType::F32)?)?.to_dtype(q.dtype())?
-        };
+        // the composition: other devices and dtypes, and Gemma 2's soft-capped scores
+        let mut scores = (scores * cfg.attn_scale)?;
+        if let Some(c) = cfg.attn_softcap {
+            scores = softcap(&scores, c)?;
+        }
+        let scores = scores.broadcast_add(mask)?;
+        let probs = softmax_last(&scores.to_dtype(DType::F32)?)?.to_dtype(q.dtype())?;
         let out = probs
             .matmul(&v)?
             .transpose(1, 2)?

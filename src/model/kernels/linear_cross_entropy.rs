@@ -9,10 +9,9 @@
 //! checkpointing does; in exchange the memory of the head is a block, not the vocabulary.
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
-use gemm::Parallelism;
 use rayon::prelude::*;
 
-use super::{contiguous, Real};
+use super::{contiguous, gemm, Real};
 
 /// Vocabulary entries per block: 16 MiB of f32 logits for 1,024 rows. Fixed, not derived from
 /// the number of rows, so that a row's loss does not depend on the batch it came in.
@@ -65,52 +64,6 @@ fn dims(name: &str, block: Option<usize>, hl: &Layout, wl: &Layout, tl: &Layout)
     Ok(Dims { n, h, v, block })
 }
 
-fn parallelism() -> Parallelism {
-    match rayon::current_num_threads() {
-        0 | 1 => Parallelism::None,
-        t => Parallelism::Rayon(t),
-    }
-}
-
-/// `dst[m, n] (+)= a[m, k] · b[k, n]`, each operand given by (pointer, row stride, column stride).
-#[allow(clippy::too_many_arguments)]
-fn gemm<T: Real>(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: (&mut [T], usize),
-    accumulate: bool,
-    a: (&[T], isize, isize),
-    b: (&[T], isize, isize),
-) {
-    debug_assert!(dst.0.len() >= (m.max(1) - 1) * dst.1 + n);
-    // SAFETY: every operand is a live slice and the callers' strides keep each index inside it
-    // (checked by the shapes in `dims`); `dst` is exclusively borrowed and disjoint from `a`/`b`.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.0.as_mut_ptr(),
-            1,
-            dst.1 as isize,
-            accumulate,
-            a.0.as_ptr(),
-            a.2,
-            a.1,
-            b.0.as_ptr(),
-            b.2,
-            b.1,
-            if accumulate { T::ONE } else { T::ZERO },
-            T::ONE,
-            false,
-            false,
-            false,
-            parallelism(),
-        )
-    }
-}
-
 /// Row `i` of `x · W_blkᵀ` for vocabulary rows `v0..v0 + bw`: `z[i * bw + j] = x[i] · W[v0 + j]`.
 fn block_logits<T: Real>(z: &mut [T], x: &[T], w: &[T], d: &Dims, v0: usize, bw: usize) {
     let h = d.h as isize;
@@ -122,6 +75,7 @@ fn block_logits<T: Real>(z: &mut [T], x: &[T], w: &[T], d: &Dims, v0: usize, bw:
         false,
         (x, h, 1),
         (&w[v0 * d.h..(v0 + bw) * d.h], 1, h),
+        true,
     );
 }
 
@@ -222,6 +176,7 @@ fn bwd<T: Real>(x: &[T], w: &[T], t: &[u32], nll: &[T], g: &[T], d: &Dims) -> Ve
             false,
             (zb, 1, bw_i),
             (x, h, 1),
+            true,
         );
         // dx[i] += Σ_j dZ[i, j] · W[v0 + j]
         gemm(
@@ -232,6 +187,7 @@ fn bwd<T: Real>(x: &[T], w: &[T], t: &[u32], nll: &[T], g: &[T], d: &Dims) -> Ve
             bi > 0,
             (zb, bw_i, 1),
             (&w[v0 * d.h..(v0 + bw) * d.h], h, 1),
+            true,
         );
     }
     out

@@ -11,6 +11,7 @@
 //! (to compare, or to rule them out when chasing a numerical difference).
 
 pub mod adamw;
+pub mod attention;
 pub mod cross_entropy;
 pub mod linear_cross_entropy;
 pub mod rms_norm;
@@ -151,6 +152,72 @@ pub(crate) fn contiguous<'a, T: candle_core::WithDType>(
     match l.contiguous_offsets() {
         Some((a, b)) => Ok(&data[a..b]),
         None => candle_core::bail!("{op}: input must be contiguous"),
+    }
+}
+
+/// `dst[m, n] (+)= a[m, k] · b[k, n]` by the `gemm` crate (the one candle's matmul uses), each
+/// operand given as (slice, row stride, column stride), `dst` as (slice, row stride) with unit
+/// column stride. `parallel`: split the product over rayon's threads (for one big product), or
+/// not (for many small ones, already spread over threads by the caller).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm<T: Real>(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: (&mut [T], usize),
+    accumulate: bool,
+    a: (&[T], isize, isize),
+    b: (&[T], isize, isize),
+    parallel: bool,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let last = |rows: usize, rs: isize, cols: usize, cs: isize| {
+        (rows.max(1) - 1) as isize * rs + (cols.max(1) - 1) as isize * cs
+    };
+    assert!(
+        (m - 1) * dst.1 + n <= dst.0.len(),
+        "gemm: destination too small"
+    );
+    if k > 0 {
+        assert!(
+            last(m, a.1, k, a.2) < a.0.len() as isize,
+            "gemm: lhs too small"
+        );
+        assert!(
+            last(k, b.1, n, b.2) < b.0.len() as isize,
+            "gemm: rhs too small"
+        );
+    }
+    let par = match rayon::current_num_threads() {
+        t if parallel && t > 1 => gemm::Parallelism::Rayon(t),
+        _ => gemm::Parallelism::None,
+    };
+    // SAFETY: the asserts above keep every index the strides reach inside its slice; `dst` is
+    // exclusively borrowed, so it does not overlap `a` or `b`.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.0.as_mut_ptr(),
+            1,
+            dst.1 as isize,
+            accumulate,
+            a.0.as_ptr(),
+            a.2,
+            a.1,
+            b.0.as_ptr(),
+            b.2,
+            b.1,
+            if accumulate { T::ONE } else { T::ZERO },
+            T::ONE,
+            false,
+            false,
+            false,
+            par,
+        )
     }
 }
 

@@ -1,6 +1,5 @@
-//! Softmax over the last dimension, plain or fused with attention's scale and additive mask:
-//! `softmax(x · scale + mask)`, `mask` `[b, 1, tq, tk]` broadcast over the heads of `x`
-//! `[b, h, tq, tk]`. The gradient flows to `x` only (the mask is a constant).
+//! Softmax over the last dimension, one pass forward and one back. (Attention's scale, mask and
+//! softmax are fused with its products in [`super::attention`].)
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -12,28 +11,11 @@ pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
     x.contiguous()?.apply_op1(Softmax)
 }
 
-/// Fused `softmax(x · scale + mask)` over the last dimension; `x` `[b, h, tq, tk]`, `mask`
-/// `[b, 1, tq, tk]` (or `[1, 1, tq, tk]`) of the same dtype.
-pub fn masked_softmax(x: &Tensor, mask: &Tensor, scale: f64) -> Result<Tensor> {
-    x.contiguous()?
-        .apply_op2(&mask.contiguous()?, MaskedSoftmax { scale })
-}
-
-fn row_softmax<T: Real>(out: &mut [T], x: &[T], mask: Option<&[T]>, scale: T) {
+fn row_softmax<T: Real>(out: &mut [T], x: &[T]) {
     let mut max = T::NEG_INF;
-    match mask {
-        Some(m) => {
-            for ((o, &v), &mv) in out.iter_mut().zip(x).zip(m) {
-                *o = v * scale + mv;
-                max = max.max(*o);
-            }
-        }
-        None => {
-            for (o, &v) in out.iter_mut().zip(x) {
-                *o = v * scale;
-                max = max.max(*o);
-            }
-        }
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = v;
+        max = max.max(v);
     }
     for o in out.iter_mut() {
         *o = *o - max;
@@ -49,24 +31,14 @@ fn row_softmax<T: Real>(out: &mut [T], x: &[T], mask: Option<&[T]>, scale: T) {
     }
 }
 
-/// `mask_rows_per_batch`: rows of the mask per batch element (tq), `rows_per_batch`: rows of
-/// `x` per batch element (h · tq); 0 for no mask.
-fn fwd<T: Real>(x: &[T], mask: Option<(&[T], usize, usize)>, d: usize, scale: f64) -> Vec<T> {
+fn fwd<T: Real>(x: &[T], d: usize) -> Vec<T> {
     let mut y = vec![T::ZERO; x.len()];
-    let per = rows_per_task(d);
-    let scale = T::from_f64(scale);
-    y.par_chunks_mut(per * d)
-        .zip(x.par_chunks(per * d))
-        .enumerate()
-        .for_each(|(c, (yc, xc))| {
-            for (k, (yr, xr)) in yc.chunks_mut(d).zip(xc.chunks(d)).enumerate() {
-                let row = c * per + k;
-                let m = mask.map(|(m, mrows, xrows)| {
-                    let mb = if m.len() == mrows * d { 0 } else { row / xrows };
-                    let mr = mb * mrows + (row % xrows) % mrows;
-                    &m[mr * d..(mr + 1) * d]
-                });
-                row_softmax(yr, xr, m, scale);
+    let per = rows_per_task(d) * d;
+    y.par_chunks_mut(per)
+        .zip(x.par_chunks(per))
+        .for_each(|(yc, xc)| {
+            for (yr, xr) in yc.chunks_mut(d).zip(xc.chunks(d)) {
+                row_softmax(yr, xr);
             }
         });
     y
@@ -104,8 +76,8 @@ impl CustomOp1 for Softmax {
         let d = *l.dims().last().unwrap_or(&1);
         let n = self.name();
         let out = match s {
-            CpuStorage::F32(_) => CpuStorage::F32(fwd(contiguous(n, s, l)?, None, d, 1.0)),
-            CpuStorage::F64(_) => CpuStorage::F64(fwd(contiguous(n, s, l)?, None, d, 1.0)),
+            CpuStorage::F32(_) => CpuStorage::F32(fwd(contiguous(n, s, l)?, d)),
+            CpuStorage::F64(_) => CpuStorage::F64(fwd(contiguous(n, s, l)?, d)),
             _ => candle_core::bail!("{n}: f32 or f64 only"),
         };
         Ok((out, l.shape().clone()))
@@ -116,59 +88,6 @@ impl CustomOp1 for Softmax {
             &grad.contiguous()?,
             &SoftmaxBwd { scale: 1.0 },
         )?))
-    }
-}
-
-struct MaskedSoftmax {
-    scale: f64,
-}
-
-impl CustomOp2 for MaskedSoftmax {
-    fn name(&self) -> &'static str {
-        "fused-masked-softmax"
-    }
-
-    fn cpu_fwd(
-        &self,
-        xs: &CpuStorage,
-        xl: &Layout,
-        ms: &CpuStorage,
-        ml: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let n = self.name();
-        let (b, h, tq, tk) = xl.shape().dims4()?;
-        let (mb, mh, mq, mk) = ml.shape().dims4()?;
-        if mh != 1 || mq != tq || mk != tk || (mb != b && mb != 1) {
-            candle_core::bail!("{n}: mask {:?} for scores {:?}", ml.dims(), xl.dims());
-        }
-        let _ = h;
-        let out = match xs {
-            CpuStorage::F32(_) => CpuStorage::F32(fwd(
-                contiguous(n, xs, xl)?,
-                Some((contiguous(n, ms, ml)?, tq, h * tq)),
-                tk,
-                self.scale,
-            )),
-            CpuStorage::F64(_) => CpuStorage::F64(fwd(
-                contiguous(n, xs, xl)?,
-                Some((contiguous(n, ms, ml)?, tq, h * tq)),
-                tk,
-                self.scale,
-            )),
-            _ => candle_core::bail!("{n}: f32 or f64 only"),
-        };
-        Ok((out, xl.shape().clone()))
-    }
-
-    fn bwd(
-        &self,
-        _x: &Tensor,
-        _mask: &Tensor,
-        y: &Tensor,
-        grad: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let gx = y.apply_op2_no_bwd(&grad.contiguous()?, &SoftmaxBwd { scale: self.scale })?;
-        Ok((Some(gx), None))
     }
 }
 
@@ -228,39 +147,5 @@ mod tests {
         assert!(max_rel(&gf[0], &gc[0], 1e-6) < 1e-10);
         let fd = finite_diff_err(&ins, 0, &r, &gf[0], &fused);
         assert!(fd < 1e-6, "finite-difference error {fd:e}");
-    }
-
-    #[test]
-    fn masked_softmax_matches_composition_and_finite_differences() {
-        // causal mask per batch row, with the second row's last key masked as padding
-        let (b, h, t) = (2, 3, 4);
-        let mut m = vec![0f64; b * t * t];
-        for i in 0..b {
-            for q in 0..t {
-                for k in 0..t {
-                    if k > q || (i == 1 && k == t - 1) {
-                        m[(i * t + q) * t + k] = -1e9;
-                    }
-                }
-            }
-        }
-        let mask = Tensor::from_vec(m, (b, 1, t, t), &candle_core::Device::Cpu).unwrap();
-        let x = rand(&[b, h, t, t], 1);
-        let r = rand(&[b, h, t, t], 3);
-        let scale = 0.37;
-        let fused = |ts: &[Tensor]| masked_softmax(&ts[0], &mask, scale);
-        let comp = |ts: &[Tensor]| softmax_composed(&(&ts[0] * scale)?.broadcast_add(&mask)?);
-        let ins = [x];
-        let (yf, gf) = autograd(&ins, &r, &fused);
-        let (yc, gc) = autograd(&ins, &r, &comp);
-        assert!(max_rel(&yf, &yc, 1e-6) < 1e-12);
-        assert!(max_rel(&gf[0], &gc[0], 1e-6) < 1e-10);
-        let fd = finite_diff_err(&ins, 0, &r, &gf[0], &fused);
-        assert!(fd < 1e-6, "finite-difference error {fd:e}");
-        // a mask shared by the batch
-        let m1 = mask.narrow(0, 0, 1).unwrap();
-        let a = masked_softmax(&ins[0], &m1, scale).unwrap();
-        let c = softmax_composed(&(&ins[0] * scale).unwrap().broadcast_add(&m1).unwrap()).unwrap();
-        assert!(max_rel(&a, &c, 1e-6) < 1e-12);
     }
 }
