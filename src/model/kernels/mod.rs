@@ -36,11 +36,32 @@ thread_local! {
     static TAKEN: Cell<usize> = const { Cell::new(0) };
 }
 
-/// Whether the model should take the fused path for `t`: CPU, f32, not switched off.
+/// mimalloc's `mi_option_purge_delay` (its C enum value in mimalloc 2; `libmimalloc-sys` names
+/// the options around it but not this one).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Keep freed memory for reuse instead of returning it to the kernel after mimalloc's default
+/// 10 ms: a train step frees and reallocates the same parameter-sized buffers (gradients, the
+/// output head's gradient), and each return made the next step fault them in again, zeroed. On
+/// the 135M train step (1 thread) that was 25% of the time in the kernel's `clear_page`, and
+/// keeping it took the step from 60 to 77 tok/s with the peak resident set 4.41 GiB instead of
+/// 4.35. `MIMALLOC_PURGE_DELAY`, when set, wins.
+fn keep_freed_memory() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: sets one of mimalloc's process-wide options, read on each purge decision
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) }
+    }
+}
+
+/// Whether the model should take the fused path for `t`: CPU, f32, not switched off. The first
+/// call also tunes the allocator for tensor work ([`keep_freed_memory`]).
 pub fn enabled(t: &Tensor) -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
     let on = OVERRIDE.with(Cell::get).unwrap_or_else(|| {
-        *ON.get_or_init(|| std::env::var("SFT_EVAL_FUSED").map_or(true, |v| v != "0"))
+        *ON.get_or_init(|| {
+            keep_freed_memory();
+            std::env::var("SFT_EVAL_FUSED").map_or(true, |v| v != "0")
+        })
     });
     let yes = on && t.device().is_cpu() && t.dtype() == DType::F32;
     if yes {
@@ -333,6 +354,18 @@ pub(crate) mod testutil {
 #[cfg(test)]
 mod tests {
     use super::Real;
+
+    #[test]
+    fn freed_memory_is_kept() {
+        let t = candle_core::Tensor::zeros(2, candle_core::DType::F32, &candle_core::Device::Cpu)
+            .unwrap();
+        super::enabled(&t);
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+            // SAFETY: reads a process-wide option
+            let v = unsafe { libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY) };
+            assert_eq!(v, -1);
+        }
+    }
 
     #[test]
     fn vector_exp_is_within_two_ulp_of_libm_and_handles_the_edges() {
