@@ -1,4 +1,4 @@
-//! Criterion benchmarks: `cargo bench --bench main -- forward`, `-- decode`, `-- train_step`, `-- scorer`
+//! Criterion benchmarks: `cargo bench --bench main -- forward`, `-- decode`, `-- train_step`, `-- scorer`, `-- compare/`
 //! (`SFT_EVAL_BENCH_LARGE=1` adds the 135M train step);
 //! figures are recorded in reports/bench/README.md. The PyTorch side of the same workloads:
 //! `python benches/pytorch_side_by_side.py --threads 2` (run it in the same minutes).
@@ -9,5 +9,6 @@ criterion::criterion_main!(
     benchmarks::forward::benches,
     benchmarks::decode::benches,
     benchmarks::train_step::benches,
-    benchmarks::scorers::benches
+    benchmarks::scorers::benches,
+    benchmarks::compare::benches
 );

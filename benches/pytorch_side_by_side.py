@@ -2,13 +2,21 @@
 random Llama weights): forward tokens/s, greedy decode new tokens/s (batch 1, 32-token prompt, 32
 new tokens with the KV cache) and train-step (forward + backward + AdamW) tokens/s.
 
-    python benches/pytorch_side_by_side.py [--threads 2] [--reps 10] [--large]
+    python benches/pytorch_side_by_side.py [--threads 2] [--reps 10] [--large] [--only train_step]
+        [--shape smollm2_135m_b4x256] [--device cuda] [--dtype bf16]
 
-Prints one line per workload with the median over --reps timed iterations (after 2 warm-ups).
+Prints one line per workload with the median over --reps timed iterations (after 2 warm-ups), and
+the process's peak resident set size at the end (run one workload and shape per process with
+--only/--shape to read the peak of that workload alone).
 Run it in the same session as `cargo bench --bench main`, so both sides see the same machine.
+
+--device cuda (the side of `SFT_EVAL_BENCH_DEVICE=cuda`) moves the model and inputs to GPU 0,
+synchronizes inside each timed iteration, and adds a line with the peak GPU memory
+(torch.cuda.max_memory_allocated); --dtype bf16 (`SFT_EVAL_BENCH_DTYPE=bf16`) casts the model.
 """
 
 import argparse
+import resource
 import statistics
 import time
 
@@ -29,13 +37,15 @@ def model(s):
     return LlamaForCausalLM(cfg).float()
 
 
-def timed(fn, reps):
+def timed(fn, reps, sync=lambda: None):
     for _ in range(2):
         fn()
+    sync()
     out = []
     for _ in range(reps):
         t0 = time.perf_counter()
         fn()
+        sync()
         out.append(time.perf_counter() - t0)
     return statistics.median(out)
 
@@ -45,20 +55,35 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--large", action="store_true", help="add the 135M shape")
+    ap.add_argument("--only", choices=["forward", "decode", "train_step"], help="run one workload")
+    ap.add_argument("--shape", choices=list(SHAPES), help="run one shape")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--dtype", choices=["f32", "bf16"], default="f32")
     a = ap.parse_args()
+    dev = torch.device(a.device)
+    dtype = {"f32": torch.float32, "bf16": torch.bfloat16}[a.dtype]
+    cuda = dev.type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    if cuda or a.dtype != "f32":
+        where = torch.cuda.get_device_name(dev) if cuda else "cpu"
+        print(f"device: {where}, dtype: {a.dtype}, torch {torch.__version__}", flush=True)
+    run = lambda w: a.only in (None, w)
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     names = list(SHAPES) if a.large else list(SHAPES)[:1]
+    if a.shape:
+        names = [a.shape]
     for name in names:
         s = SHAPES[name]
-        m = model(s)
-        ids = torch.randint(0, s["vocab"], (s["b"], s["t"]))
+        m = model(s).to(device=dev, dtype=dtype)
+        ids = torch.randint(0, s["vocab"], (s["b"], s["t"])).to(dev)
         ntok = s["b"] * s["t"]
         m.eval()
-        with torch.no_grad():
-            fwd = timed(lambda: m(ids).logits, a.reps)
-        print(f"forward/{name}: {ntok / fwd:,.0f} tok/s (median {fwd * 1e3:.1f} ms)", flush=True)
-        prompt = torch.randint(0, s["vocab"], (1, 32))
+        if run("forward"):
+            with torch.no_grad():
+                fwd = timed(lambda: m(ids).logits, a.reps, sync)
+            print(f"forward/{name}: {ntok / fwd:,.0f} tok/s (median {fwd * 1e3:.1f} ms)", flush=True)
+        prompt = torch.randint(0, s["vocab"], (1, 32)).to(dev)
 
         def decode():
             out = m(prompt, use_cache=True)
@@ -68,9 +93,10 @@ def main():
                 out = m(nxt, past_key_values=past, use_cache=True)
                 past = out.past_key_values
 
-        with torch.no_grad():
-            dt = timed(decode, a.reps)
-        print(f"decode/{name.split('_b')[0]}_b1_greedy32: {32 / dt:,.0f} new tok/s (median {dt * 1e3:.1f} ms)", flush=True)
+        if run("decode"):
+            with torch.no_grad():
+                dt = timed(decode, a.reps, sync)
+            print(f"decode/{name.split('_b')[0]}_b1_greedy32: {32 / dt:,.0f} new tok/s (median {dt * 1e3:.1f} ms)", flush=True)
         m.train()
         opt = torch.optim.AdamW(m.parameters(), lr=1e-4)
 
@@ -80,8 +106,13 @@ def main():
             opt.step()
             opt.zero_grad(set_to_none=True)
 
-        tr = timed(step, a.reps)
-        print(f"train_step/{name}: {ntok / tr:,.0f} tok/s (median {tr * 1e3:.1f} ms)", flush=True)
+        if run("train_step"):
+            tr = timed(step, a.reps, sync)
+            print(f"train_step/{name}: {ntok / tr:,.0f} tok/s (median {tr * 1e3:.1f} ms)", flush=True)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(f"peak RSS: {peak:.2f} GiB", flush=True)
+    if cuda:
+        print(f"peak CUDA memory allocated: {torch.cuda.max_memory_allocated(dev) / 2**30:.2f} GiB", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
 //! Greedy decoding, batch 1: a 32-token prompt, then 32 new tokens one at a time from the KV
 //! cache (argmax each step), on random Llama weights of the small and the SmolLM2-135M shape.
-//! Throughput is new tokens per second.
+//! Throughput is new tokens per second. Device and dtype as in [`super::forward`].
 
 use candle_core::{DType, Device, Tensor, D};
 use criterion::{criterion_group, Criterion, Throughput};
 
 use super::forward::{load_decoder, write_random_llama, SMALL, SMOL135M};
+use super::{bench_name, device, sync};
 
 pub const PROMPT: usize = 32;
 pub const NEW: usize = 32;
@@ -15,17 +16,20 @@ fn bench_decode(c: &mut Criterion) {
         let tmp = tempfile::tempdir().unwrap();
         write_random_llama(s, tmp.path());
         let dec = load_decoder(tmp.path());
+        let dev = device();
         let prompt = Tensor::rand(0f32, s.vocab as f32, (1, PROMPT), &Device::Cpu)
             .unwrap()
             .to_dtype(DType::U32)
+            .unwrap()
+            .to_device(&dev)
             .unwrap();
         let mut g = c.benchmark_group("decode");
         g.throughput(Throughput::Elements(NEW as u64));
         g.sample_size(10);
-        let name = format!(
+        let name = bench_name(&format!(
             "{}_b1_greedy{NEW}",
             s.name.split("_b").next().unwrap_or(s.name)
-        );
+        ));
         g.bench_function(name, |b| {
             b.iter(|| {
                 let mut cache = dec.new_cache(1);
@@ -38,6 +42,7 @@ fn bench_decode(c: &mut Criterion) {
                         .unwrap();
                     logits = dec.forward_cached(&next, &[1], &mut cache).unwrap();
                 }
+                sync(&dev);
                 logits
             })
         });

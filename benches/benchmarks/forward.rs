@@ -1,5 +1,6 @@
 //! Forward (scoring) tokens/s on random Llama weights of two shapes: a small one and the
-//! SmolLM2-135M shape. f32, CPU, no gradient tracking.
+//! SmolLM2-135M shape. f32, CPU, no gradient tracking (`SFT_EVAL_BENCH_DEVICE=cuda` and
+//! `SFT_EVAL_BENCH_DTYPE=bf16` pick another device and dtype: see [`super::device`]).
 
 use std::path::Path;
 
@@ -8,6 +9,8 @@ use criterion::{criterion_group, Criterion, Throughput};
 use sft_eval::model::checkpoint::WeightFiles;
 use sft_eval::model::params::Params;
 use sft_eval::model::{read_config, Decoder};
+
+use super::{bench_name, device, dtype, sync};
 
 pub struct Shape {
     pub name: &'static str,
@@ -107,7 +110,7 @@ pub fn write_random_llama(s: &Shape, dir: &Path) {
 pub fn load_decoder(dir: &Path) -> Decoder {
     let (arch, _, cfg) = read_config(dir).unwrap();
     let files = WeightFiles::open(dir).unwrap();
-    let mut p = Params::new(files, Device::Cpu, DType::F32, false);
+    let mut p = Params::new(files, device(), dtype(), false);
     Decoder::load(&cfg, arch.layout, &mut p).unwrap()
 }
 
@@ -116,15 +119,24 @@ fn bench_forward(c: &mut Criterion) {
         let tmp = tempfile::tempdir().unwrap();
         write_random_llama(s, tmp.path());
         let dec = load_decoder(tmp.path());
+        let dev = device();
         let ids = Tensor::rand(0f32, s.vocab as f32, (s.batch, s.seq), &Device::Cpu)
             .unwrap()
             .to_dtype(DType::U32)
+            .unwrap()
+            .to_device(&dev)
             .unwrap();
         let lengths = vec![s.seq; s.batch];
         let mut g = c.benchmark_group("forward");
         g.throughput(Throughput::Elements((s.batch * s.seq) as u64));
         g.sample_size(10);
-        g.bench_function(s.name, |b| b.iter(|| dec.forward(&ids, &lengths).unwrap()));
+        g.bench_function(bench_name(s.name), |b| {
+            b.iter(|| {
+                let logits = dec.forward(&ids, &lengths).unwrap();
+                sync(&dev);
+                logits
+            })
+        });
         g.finish();
     }
 }

@@ -1,8 +1,6 @@
 //! Items/s of each scorer on the llama test fixture (tiny random weights: this measures the
 //! harness — tokenization, batching, generation loop, extraction — more than the model).
 
-use std::path::Path;
-
 use criterion::{criterion_group, Criterion, Throughput};
 use sft_eval::model::{LoadOptions, Model};
 use sft_eval::suite::item::Item;
@@ -34,7 +32,7 @@ fn suite(scorer: ScorerKind, items: Vec<Item>, max_new: usize) -> Suite {
 }
 
 fn bench_scorers(c: &mut Criterion) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/llama");
+    let dir = super::repo_root().join("tests/fixtures/models/llama");
     let model = Model::load(&dir, &LoadOptions::default()).unwrap();
     let n = 32;
     let item = |i: usize| Item {

@@ -1,4 +1,5 @@
-//! Train-step tokens/s (forward + backward + AdamW) on random Llama weights, f32, CPU.
+//! Train-step tokens/s (forward + backward + AdamW) on random Llama weights, f32, CPU (device and
+//! dtype as in [`super::forward`]).
 
 use candle_core::{DType, Device, Tensor};
 use criterion::{criterion_group, Criterion, Throughput};
@@ -6,19 +7,21 @@ use sft_eval::model::checkpoint::WeightFiles;
 use sft_eval::model::params::Params;
 use sft_eval::model::{read_config, Decoder};
 use sft_eval::train::batch::{Example, MicroBatch};
-use sft_eval::train::loss::masked_nll_sum;
+use sft_eval::train::nll_sum;
 use sft_eval::train::optim::{AdamW, AdamWConfig};
 
 use super::forward::{write_random_llama, Shape, SMALL, SMOL135M};
+use super::{bench_name, device, dtype, sync};
 
 fn bench_shape(c: &mut Criterion, s: &Shape, samples: usize) {
     let tmp = tempfile::tempdir().unwrap();
     write_random_llama(s, tmp.path());
     let (arch, _, cfg) = read_config(tmp.path()).unwrap();
+    let dev = device();
     let mut p = Params::new(
         WeightFiles::open(tmp.path()).unwrap(),
-        Device::Cpu,
-        DType::F32,
+        dev.clone(),
+        dtype(),
         true,
     );
     let dec = Decoder::load(&cfg, arch.layout, &mut p).unwrap();
@@ -42,20 +45,17 @@ fn bench_shape(c: &mut Criterion, s: &Shape, samples: usize) {
         })
         .collect();
     let refs: Vec<&Example> = examples.iter().collect();
-    let mb = MicroBatch::padded(&refs, &Device::Cpu).unwrap();
+    let mb = MicroBatch::padded(&refs, &dev).unwrap();
     let mut g = c.benchmark_group("train_step");
     g.throughput(Throughput::Elements((s.batch * s.seq) as u64));
     g.sample_size(samples);
-    g.bench_function(s.name, |b| {
+    g.bench_function(bench_name(s.name), |b| {
         b.iter(|| {
-            let logits = dec
-                .logits(&dec.forward_hidden(&mb.ids, &mb.lengths).unwrap())
-                .unwrap();
-            let loss = (masked_nll_sum(&logits, &mb.targets, &mb.loss_mask).unwrap()
-                / mb.n_supervised as f64)
-                .unwrap();
+            // the trainer's loss: the head only at supervised positions, fused on CPU f32
+            let loss = (nll_sum(&dec, &mb).unwrap() / mb.n_supervised as f64).unwrap();
             let grads = loss.backward().unwrap();
             opt.step(&grads, 1e-4).unwrap();
+            sync(&dev);
         })
     });
     g.finish();

@@ -7,8 +7,14 @@ use candle_core::{Device, Tensor};
 use serde_json::Value;
 use sft_eval::model::{LoadOptions, Model};
 
+/// `tests/fixtures` of the checkout: cargo sets `CARGO_MANIFEST_DIR` when it runs the tests too;
+/// a test executable run by hand on another machine (`benches/device_check.sh`) is given it, and
+/// otherwise falls back to the folder it was built in.
 pub fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+        .join("tests/fixtures")
 }
 
 /// Every fixture variant that has a model folder and reference outputs.

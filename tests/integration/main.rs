@@ -28,3 +28,6 @@ mod organism;
 mod backend;
 // The local GGUF backend: llama GGUF files dequantized into the same decoder.
 mod gguf;
+// CPU ↔ CUDA parity of every fixture model (`--features cuda`, on a GPU machine only).
+#[cfg(feature = "cuda")]
+mod cuda;

@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# The GPU device check, in one call ON the lent GPU machine (H100/H200, driver 580, CUDA 13.0,
+# PyTorch 2.11 with transformers in its image's python3). Prepare it HERE first with
+# benches/prepare_device_check.sh, which builds the `cuda` executables, puts them and a copy of
+# ../shared/gpu/device_env.sh into .device-carry/ (ignored through .git/info/exclude), and
+# prints the device tool's `run` call (command `bash benches/device_check.sh`, carry
+# [".device-carry"]).
+#
+# Steps, each under its own time limit and all under BUDGET_S (default 480 s), so the call ends
+# well inside its 10-minute limit; a failed step does not stop the later ones:
+#   1. the CPU ↔ CUDA parity tests (tests/integration/cuda.rs) on every fixture model;
+#   2. the criterion benches forward, decode, train_step on the GPU (SFT_EVAL_BENCH_DEVICE=cuda,
+#      SFT_EVAL_BENCH_LARGE=1: the small and the SmolLM2-135M shapes), f32;
+#   3. the PyTorch side (benches/pytorch_side_by_side.py --device cuda --large), f32;
+#   4. and 5. the same two in bf16 (SFT_EVAL_BENCH_DTYPE=bf16, --dtype bf16).
+# If the machine's python3 lacks torch or transformers, steps 3 and 5 are skipped with a note.
+# Everything goes to $OUT/device_check.log (and to stdout); the exit status is 1 if any step
+# failed or was skipped for lack of time.
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
+
+CARRY=${CARRY:-.device-carry}
+BUDGET_S=${BUDGET_S:-480}
+WARMUP_S=${WARMUP_S:-1}
+MEASURE_S=${MEASURE_S:-5}
+OUT=${OUT:-/tmp/device-check-out}
+mkdir -p "$OUT"
+LOG=$OUT/device_check.log
+FAILED=()
+left() { echo $((BUDGET_S - SECONDS)); }
+# step NAME MAX_SECONDS COMMAND...: run COMMAND under min(MAX_SECONDS, what is left of the budget)
+step() {
+  local name=$1 max=$2 t rc s0
+  shift 2
+  t=$(left)
+  ((t > max)) && t=$max
+  if ((t < 20)); then
+    echo "=== $name: SKIPPED (budget of ${BUDGET_S}s spent)"
+    FAILED+=("$name (skipped: no time left)")
+    return
+  fi
+  echo
+  echo "=== $name (limit ${t}s, at ${SECONDS}s) $(date -u +%T)"
+  s0=$SECONDS
+  # through bash, so that COMMAND may be one of the exported functions below
+  timeout -k 10 "$t" bash -c '"$@"' _ "$@"
+  rc=$?
+  echo "=== $name: rc=$rc after $((SECONDS - s0))s"
+  ((rc == 0)) || FAILED+=("$name (rc=$rc$( ((rc == 124)) && echo ', timed out'))")
+}
+
+# the whole check runs in main, piped through tee, so that the log is complete when this returns
+main() {
+
+  echo "=== sft-eval device check, $(date -u +%FT%TZ), $(uname -m), $(nproc) cores"
+  git log -1 --format='commit %h %s' 2>/dev/null || true
+  git status --short 2>/dev/null | head -30 || true
+
+  # the executables: xz-compressed by prepare_device_check.sh to fit the carry limit (or plain)
+  export BIN=/tmp/sft-eval-device-bin
+  mkdir -p "$BIN"
+  for exe in integration bench-main; do
+    if [ -f "$CARRY/$exe" ]; then
+      cp "$CARRY/$exe" "$BIN/$exe"
+    elif [ -f "$CARRY/$exe.xz" ]; then
+      xz -dc "$CARRY/$exe.xz" >"$BIN/$exe" 2>/dev/null ||
+        python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
+          "$CARRY/$exe.xz" "$BIN/$exe" || exit 2
+    else
+      echo "missing $CARRY/$exe(.xz): run benches/prepare_device_check.sh here first, and carry $CARRY"
+      exit 2
+    fi
+    chmod +x "$BIN/$exe"
+  done
+  ls -l "$BIN"
+  [ -f "$CARRY/BUILD_INFO" ] && cat "$CARRY/BUILD_INFO"
+
+  # CUDA 13 user-space libraries from the machine's PyTorch wheels, and the driver's libcuda
+  # shellcheck disable=SC1091
+  source "$CARRY/device_env.sh"
+  # the executables find tests/fixtures through it (they were built in another folder)
+  export CARGO_MANIFEST_DIR=$PWD
+  export CRITERION_HOME=/tmp/sft-eval-criterion
+  export RUST_BACKTRACE=1
+  ldd "$BIN/integration" | grep -Ei 'cuda|cublas|curand|nvrtc|not found' || true
+
+  # 1. parity
+  step "parity: CPU vs CUDA on every fixture model" 180 \
+    "$BIN/integration" cuda:: --test-threads=1 --nocapture
+
+  HAVE_TORCH=1
+  python3 -c 'import torch, transformers; print("python3", __import__("sys").version.split()[0], "torch", torch.__version__, "transformers", transformers.__version__, "cuda", torch.cuda.is_available())' ||
+    { HAVE_TORCH=0; echo "NOTE: python3 lacks torch or transformers here: the PyTorch steps are skipped"; }
+
+  bench() { # bench DTYPE
+    SFT_EVAL_BENCH_DEVICE=cuda SFT_EVAL_BENCH_DTYPE=$1 SFT_EVAL_BENCH_LARGE=1 \
+      "$BIN/bench-main" --bench '^(forward|decode|train_step)/' \
+      --warm-up-time "$WARMUP_S" --measurement-time "$MEASURE_S"
+  }
+  torch_side() { # torch_side DTYPE
+    PYTHONUNBUFFERED=1 python3 benches/pytorch_side_by_side.py --device cuda --dtype "$1" --large \
+      --threads "$(nproc)"
+  }
+  export -f bench torch_side
+  export WARMUP_S MEASURE_S
+
+  for dt in f32 bf16; do
+    step "candle benches on cuda, $dt" 150 bench "$dt"
+    if ((HAVE_TORCH)); then
+      step "pytorch side on cuda, $dt" 90 torch_side "$dt"
+    fi
+  done
+
+  echo
+  echo "=== summary (criterion: the three numbers are the low, the estimate and the high)"
+  grep -E '^(forward|decode|train_step)/|thrpt:|tok/s|peak ' "$LOG" | grep -v '^===' || true
+  nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader 2>/dev/null || true
+  if ((${#FAILED[@]})); then
+    printf '=== FAILED: %s\n' "${FAILED[@]}"
+    exit 1
+  fi
+  echo "=== all steps passed in ${SECONDS}s"
+}
+main 2>&1 | tee "$LOG"
+exit "${PIPESTATUS[0]}"

@@ -1,0 +1,179 @@
+//! CPU ↔ CUDA parity (built only with `--features cuda`, run on the GPU machine by
+//! `benches/device_check.sh`): every fixture model gives the same logits (full batch and KV-cached
+//! decoding) and the same train step on GPU 0 as on the CPU, where the CPU takes the fused kernels
+//! and CUDA the differentiable compositions.
+//!
+//! Tolerance: f32 on both sides (candle's f32 GEMMs do not use TF32 unless
+//! `set_gemm_reduced_precision_f32(true)`), so the differences are summation order only; each
+//! check allows 1e-3 of the scale of what it compares (the largest |logit|, the loss, the gradient
+//! norm). The observed differences are printed (`--nocapture`) for the device log.
+//!
+//! No CUDA device at run time is a failure, not a skip: this test is only run where one should be.
+
+use candle_core::{DType, Device, IndexOp, Tensor};
+use sft_eval::model::{LoadOptions, Model};
+use sft_eval::train::batch::{Example, MicroBatch};
+use sft_eval::train::nll_sum;
+use sft_eval::train::optim::{grad_norm, AdamW, AdamWConfig};
+
+use crate::common::*;
+
+const REL_TOL: f32 = 1e-3;
+
+fn gpu() -> Device {
+    Device::new_cuda(0).unwrap_or_else(|e| {
+        panic!("no CUDA device 0 ({e}): the cuda parity test runs only on a machine with a GPU")
+    })
+}
+
+fn load_on(variant: &str, device: &Device, trainable: bool) -> Model {
+    Model::load(
+        &model_dir(variant),
+        &LoadOptions {
+            device: device.clone(),
+            dtype: DType::F32,
+            trainable,
+            frozen: None,
+        },
+    )
+    .unwrap_or_else(|e| panic!("{variant} on {device:?}: {e}"))
+}
+
+/// The reference prompts of a fixture (different lengths, so the batch is padded).
+fn prompts(variant: &str) -> Vec<Vec<u32>> {
+    expected(variant)["logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| ids(&c["ids"]))
+        .collect()
+}
+
+fn max_abs(t: &Tensor) -> f32 {
+    t.abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+/// `|a − b|` at most `REL_TOL` of the largest |a| (a and b on any device).
+fn assert_close(what: &str, a: &Tensor, b: &Tensor) {
+    let (a, b) = (
+        a.to_device(&Device::Cpu).unwrap(),
+        b.to_device(&Device::Cpu).unwrap(),
+    );
+    let (diff, scale) = (max_abs_diff(&a, &b), max_abs(&a));
+    eprintln!("{what}: max |cpu − cuda| {diff:.3e}, max |cpu| {scale:.3e}");
+    assert!(
+        diff.is_finite() && diff <= REL_TOL * scale.max(1e-6),
+        "{what}: max |cpu − cuda| {diff:e} > {REL_TOL} × {scale:e}"
+    );
+}
+
+fn assert_close_scalar(what: &str, cpu: f64, cuda: f64) {
+    let diff = (cpu - cuda).abs();
+    eprintln!("{what}: cpu {cpu:.6e}, cuda {cuda:.6e}, |diff| {diff:.3e}");
+    assert!(
+        diff.is_finite() && diff <= REL_TOL as f64 * cpu.abs().max(1e-6),
+        "{what}: cpu {cpu} vs cuda {cuda}"
+    );
+}
+
+#[test]
+fn cuda_logits_match_cpu_for_every_model() {
+    let dev = gpu();
+    for v in variants() {
+        let rows = prompts(&v);
+        let (cpu, cuda) = (load_on(&v, &Device::Cpu, false), load_on(&v, &dev, false));
+        let (lc, lg) = (
+            cpu.forward_batch(&rows).unwrap(),
+            cuda.forward_batch(&rows).unwrap(),
+        );
+        assert!(lg.device().is_cuda(), "{v}: logits not on the GPU");
+        // the padded positions are not compared: each row up to its own length
+        for (i, r) in rows.iter().enumerate() {
+            let n = r.len();
+            assert_close(
+                &format!("{v} logits row {i} ({n} tokens)"),
+                &lc.i(i).unwrap().narrow(0, 0, n).unwrap(),
+                &lg.i(i).unwrap().narrow(0, 0, n).unwrap(),
+            );
+        }
+        // KV-cached decoding: the longest prompt as prefill, then one token
+        let p = rows.iter().max_by_key(|r| r.len()).unwrap();
+        let (prefill, next) = (&p[..p.len() - 1], p[p.len() - 1]);
+        let cached = |m: &Model| {
+            let mut cache = m.decoder.new_cache(1);
+            let ids = Tensor::new(prefill, m.device())
+                .unwrap()
+                .unsqueeze(0)
+                .unwrap();
+            m.decoder
+                .forward_cached(&ids, &[prefill.len()], &mut cache)
+                .unwrap();
+            let ids = Tensor::new(&[[next]], m.device()).unwrap();
+            m.decoder.forward_cached(&ids, &[1], &mut cache).unwrap()
+        };
+        assert_close(&format!("{v} cached step"), &cached(&cpu), &cached(&cuda));
+    }
+}
+
+#[test]
+fn cuda_train_step_matches_cpu_for_every_model() {
+    let dev = gpu();
+    for v in variants() {
+        let rows = prompts(&v);
+        // a plain row, a row supervised on its last three tokens only, and one packed row of two
+        // documents (positions restart, attention stays inside each)
+        let mut examples: Vec<Example> = rows
+            .iter()
+            .take(2)
+            .enumerate()
+            .map(|(i, r)| {
+                let n = r.len();
+                Example {
+                    ids: r.clone(),
+                    supervised: (0..n).map(|j| i == 0 || j + 3 >= n).collect(),
+                    task: None,
+                    replay: false,
+                    line: 0,
+                    docs: vec![],
+                }
+            })
+            .collect();
+        if rows.len() >= 2 {
+            let (a, b) = (&rows[0], &rows[1]);
+            examples.push(Example {
+                ids: a.iter().chain(b.iter()).copied().collect(),
+                supervised: vec![true; a.len() + b.len()],
+                task: None,
+                replay: false,
+                line: 0,
+                docs: vec![a.len(), b.len()],
+            });
+        }
+        let refs: Vec<&Example> = examples.iter().collect();
+        // loss, gradient norm, and the loss after one AdamW step
+        let step = |device: &Device| {
+            let m = load_on(&v, device, true);
+            let mb = MicroBatch::padded(&refs, device).unwrap();
+            let vars = m.params.vars().clone();
+            let mut opt = AdamW::new(&vars, AdamWConfig::default()).unwrap();
+            let loss = (nll_sum(&m.decoder, &mb).unwrap() / mb.n_supervised as f64).unwrap();
+            let grads = loss.backward().unwrap();
+            let norm = grad_norm(&grads, &vars).unwrap();
+            opt.step(&grads, 1e-3).unwrap();
+            let after = (nll_sum(&m.decoder, &mb).unwrap() / mb.n_supervised as f64).unwrap();
+            let scalar = |t: &Tensor| t.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
+            (scalar(&loss), norm, scalar(&after))
+        };
+        let (c, g) = (step(&Device::Cpu), step(&dev));
+        assert_close_scalar(&format!("{v} loss"), c.0, g.0);
+        assert_close_scalar(&format!("{v} gradient norm"), c.1, g.1);
+        assert_close_scalar(&format!("{v} loss after one AdamW step"), c.2, g.2);
+    }
+}
