@@ -300,7 +300,11 @@ mod tests {
                 out
             })
         };
-        let (fused, composed) = (run(true), run(false));
+        let before = crate::model::kernels::fused_path_taken();
+        let fused = run(true);
+        // the kernel ran (nothing else in these steps asks for the fused path)
+        assert!(crate::model::kernels::fused_path_taken() > before);
+        let composed = run(false);
         for (a, b) in fused.iter().zip(&composed) {
             let d: f32 = (a - b)
                 .unwrap()

@@ -54,14 +54,14 @@ fn keep_freed_memory() {
 }
 
 /// Whether the model should take the fused path for `t`: CPU, f32, not switched off. The first
-/// call also tunes the allocator for tensor work ([`keep_freed_memory`]).
+/// call also tunes the allocator for tensor work ([`keep_freed_memory`]), with or without an
+/// override from [`with_fused`].
 pub fn enabled(t: &Tensor) -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
+    static ALLOCATOR: OnceLock<()> = OnceLock::new();
+    ALLOCATOR.get_or_init(keep_freed_memory);
     let on = OVERRIDE.with(Cell::get).unwrap_or_else(|| {
-        *ON.get_or_init(|| {
-            keep_freed_memory();
-            std::env::var("SFT_EVAL_FUSED").map_or(true, |v| v != "0")
-        })
+        *ON.get_or_init(|| std::env::var("SFT_EVAL_FUSED").map_or(true, |v| v != "0"))
     });
     let yes = on && t.device().is_cpu() && t.dtype() == DType::F32;
     if yes {
