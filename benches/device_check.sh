@@ -9,10 +9,14 @@
 # Steps, each under its own time limit and all under BUDGET_S (default 480 s), so the call ends
 # well inside its 10-minute limit; a failed step does not stop the later ones:
 #   1. the CPU ↔ CUDA parity tests (tests/integration/cuda.rs) on every fixture model;
-#   2. the criterion benches forward, decode, train_step on the GPU (SFT_EVAL_BENCH_DEVICE=cuda,
-#      SFT_EVAL_BENCH_LARGE=1: the small and the SmolLM2-135M shapes), f32;
-#   3. the PyTorch side (benches/pytorch_side_by_side.py --device cuda --large), f32;
+#   2. the criterion benches forward, decode, train_step and train_phase on the GPU
+#      (SFT_EVAL_BENCH_DEVICE=cuda, SFT_EVAL_BENCH_LARGE=1: the small and the SmolLM2-135M shapes),
+#      f32;
+#   3. the PyTorch side (benches/pytorch_side_by_side.py --device cuda --large --phases), f32;
 #   4. and 5. the same two in bf16 (SFT_EVAL_BENCH_DTYPE=bf16, --dtype bf16).
+# A shorter check: PARITY=0 skips step 1, BENCH_FILTER narrows the criterion benches (a regex,
+# default '^(forward|decode|train_step|train_phase)/'), TORCH_ONLY=train_step narrows the PyTorch
+# side to one workload.
 # If the machine's python3 lacks torch or transformers, steps 3 and 5 are skipped with a note.
 # Everything goes to $OUT/device_check.log (and to stdout); the exit status is 1 if any step
 # failed or was skipped for lack of time.
@@ -24,6 +28,9 @@ BUDGET_S=${BUDGET_S:-480}
 WARMUP_S=${WARMUP_S:-1}
 MEASURE_S=${MEASURE_S:-5}
 OUT=${OUT:-/tmp/device-check-out}
+PARITY=${PARITY:-1}
+BENCH_FILTER=${BENCH_FILTER:-'^(forward|decode|train_step|train_phase)/'}
+TORCH_ONLY=${TORCH_ONLY:-}
 mkdir -p "$OUT"
 LOG=$OUT/device_check.log
 FAILED=()
@@ -85,8 +92,10 @@ main() {
   ldd "$BIN/integration" | grep -Ei 'cuda|cublas|curand|nvrtc|not found' || true
 
   # 1. parity
-  step "parity: CPU vs CUDA on every fixture model" 180 \
-    "$BIN/integration" cuda:: --test-threads=1 --nocapture
+  if ((PARITY)); then
+    step "parity: CPU vs CUDA on every fixture model" 180 \
+      "$BIN/integration" cuda:: --test-threads=1 --nocapture
+  fi
 
   HAVE_TORCH=1
   python3 -c 'import torch, transformers; print("python3", __import__("sys").version.split()[0], "torch", torch.__version__, "transformers", transformers.__version__, "cuda", torch.cuda.is_available())' ||
@@ -94,15 +103,15 @@ main() {
 
   bench() { # bench DTYPE
     SFT_EVAL_BENCH_DEVICE=cuda SFT_EVAL_BENCH_DTYPE=$1 SFT_EVAL_BENCH_LARGE=1 \
-      "$BIN/bench-main" --bench '^(forward|decode|train_step)/' \
+      "$BIN/bench-main" --bench "$BENCH_FILTER" \
       --warm-up-time "$WARMUP_S" --measurement-time "$MEASURE_S"
   }
   torch_side() { # torch_side DTYPE
     PYTHONUNBUFFERED=1 python3 benches/pytorch_side_by_side.py --device cuda --dtype "$1" --large \
-      --threads "$(nproc)"
+      --phases --threads "$(nproc)" ${TORCH_ONLY:+--only "$TORCH_ONLY"}
   }
   export -f bench torch_side
-  export WARMUP_S MEASURE_S
+  export WARMUP_S MEASURE_S BENCH_FILTER TORCH_ONLY
 
   for dt in f32 bf16; do
     step "candle benches on cuda, $dt" 150 bench "$dt"
@@ -113,7 +122,7 @@ main() {
 
   echo
   echo "=== summary (criterion: the three numbers are the low, the estimate and the high)"
-  grep -E '^(forward|decode|train_step)/|thrpt:|tok/s|peak ' "$LOG" | grep -v '^===' || true
+  grep -E '^(forward|decode|train_step|train_phase)/|thrpt:|time:|tok/s| ms$|peak ' "$LOG" | grep -v '^===' || true
   nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader 2>/dev/null || true
   if ((${#FAILED[@]})); then
     printf '=== FAILED: %s\n' "${FAILED[@]}"

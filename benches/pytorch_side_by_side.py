@@ -3,7 +3,7 @@ random Llama weights): forward tokens/s, greedy decode new tokens/s (batch 1, 32
 new tokens with the KV cache) and train-step (forward + backward + AdamW) tokens/s.
 
     python benches/pytorch_side_by_side.py [--threads 2] [--reps 10] [--large] [--only train_step]
-        [--shape smollm2_135m_b4x256] [--device cuda] [--dtype bf16]
+        [--shape smollm2_135m_b4x256] [--device cuda] [--dtype bf16] [--phases]
 
 Prints one line per workload with the median over --reps timed iterations (after 2 warm-ups), and
 the process's peak resident set size at the end (run one workload and shape per process with
@@ -13,6 +13,10 @@ Run it in the same session as `cargo bench --bench main`, so both sides see the 
 --device cuda (the side of `SFT_EVAL_BENCH_DEVICE=cuda`) moves the model and inputs to GPU 0,
 synchronizes inside each timed iteration, and adds a line with the peak GPU memory
 (torch.cuda.max_memory_allocated); --dtype bf16 (`SFT_EVAL_BENCH_DTYPE=bf16`) casts the model.
+--phases adds the train step's phases in ms (the criterion group `train_phase/`): forward + loss,
+forward + loss + backward, the AdamW update as PyTorch runs it by default (multi-tensor `foreach`
+kernels on CUDA, a loop over the parameters on CPU), and the same update with foreach=False (one
+parameter at a time, as candle's AdamW runs it).
 """
 
 import argparse
@@ -59,6 +63,8 @@ def main():
     ap.add_argument("--shape", choices=list(SHAPES), help="run one shape")
     ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     ap.add_argument("--dtype", choices=["f32", "bf16"], default="f32")
+    ap.add_argument("--phases", action="store_true",
+                    help="also time the train step's phases (train_phase/ in the criterion benches)")
     a = ap.parse_args()
     dev = torch.device(a.device)
     dtype = {"f32": torch.float32, "bf16": torch.bfloat16}[a.dtype]
@@ -109,6 +115,23 @@ def main():
         if run("train_step"):
             tr = timed(step, a.reps, sync)
             print(f"train_step/{name}: {ntok / tr:,.0f} tok/s (median {tr * 1e3:.1f} ms)", flush=True)
+        if run("train_step") and a.phases:
+            def forward_backward():
+                opt.zero_grad(set_to_none=True)
+                m(ids, labels=ids).loss.backward()
+
+            loop_opt = torch.optim.AdamW(m.parameters(), lr=1e-4, foreach=False)
+            phases = [
+                ("forward_loss", lambda: m(ids, labels=ids).loss),
+                ("forward_backward", forward_backward),
+                # the grads of the last forward_backward stay for the two optimizer timings
+                ("adamw", opt.step),
+                ("adamw_foreach_off", loop_opt.step),
+            ]
+            for phase, fn in phases:
+                t = timed(fn, a.reps, sync)
+                print(f"train_phase/{name}/{phase}: {t * 1e3:.2f} ms", flush=True)
+            opt.zero_grad(set_to_none=True)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(f"peak RSS: {peak:.2f} GiB", flush=True)
     if cuda:

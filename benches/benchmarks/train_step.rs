@@ -1,5 +1,7 @@
 //! Train-step tokens/s (forward + backward + AdamW) on random Llama weights, f32, CPU (device and
-//! dtype as in [`super::forward`]).
+//! dtype as in [`super::forward`]), and the same step in phases (`train_phase/`: forward + loss,
+//! forward + loss + backward, the AdamW update alone), so that a gap to PyTorch can be put on a
+//! phase (`benches/pytorch_side_by_side.py --phases` times the same three).
 
 use candle_core::{DType, Device, Tensor};
 use criterion::{criterion_group, Criterion, Throughput};
@@ -54,6 +56,35 @@ fn bench_shape(c: &mut Criterion, s: &Shape, samples: usize) {
             // the trainer's loss: the head only at supervised positions, fused on CPU f32
             let loss = (nll_sum(&dec, &mb).unwrap() / mb.n_supervised as f64).unwrap();
             let grads = loss.backward().unwrap();
+            opt.step(&grads, 1e-4).unwrap();
+            sync(&dev);
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("train_phase");
+    g.throughput(Throughput::Elements((s.batch * s.seq) as u64));
+    g.sample_size(samples);
+    let name = bench_name(s.name);
+    g.bench_function(format!("{name}/forward_loss"), |b| {
+        b.iter(|| {
+            let loss = (nll_sum(&dec, &mb).unwrap() / mb.n_supervised as f64).unwrap();
+            sync(&dev);
+            loss
+        })
+    });
+    g.bench_function(format!("{name}/forward_backward"), |b| {
+        b.iter(|| {
+            let loss = (nll_sum(&dec, &mb).unwrap() / mb.n_supervised as f64).unwrap();
+            let grads = loss.backward().unwrap();
+            sync(&dev);
+            grads
+        })
+    });
+    let loss = (nll_sum(&dec, &mb).unwrap() / mb.n_supervised as f64).unwrap();
+    let grads = loss.backward().unwrap();
+    g.bench_function(format!("{name}/adamw"), |b| {
+        b.iter(|| {
             opt.step(&grads, 1e-4).unwrap();
             sync(&dev);
         })
