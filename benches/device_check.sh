@@ -16,7 +16,7 @@
 #   4. and 5. the same two in bf16 (SFT_EVAL_BENCH_DTYPE=bf16, --dtype bf16).
 # A shorter check: PARITY=0 skips step 1, BENCH_FILTER narrows the criterion benches (a regex,
 # default '^(forward|decode|train_step|train_phase)/'), TORCH_ONLY=train_step narrows the PyTorch
-# side to one workload.
+# side to one workload, TORCH=0 skips it.
 # If the machine's python3 lacks torch or transformers, steps 3 and 5 are skipped with a note.
 # Everything goes to $OUT/device_check.log (and to stdout); the exit status is 1 if any step
 # failed or was skipped for lack of time.
@@ -31,6 +31,7 @@ OUT=${OUT:-/tmp/device-check-out}
 PARITY=${PARITY:-1}
 BENCH_FILTER=${BENCH_FILTER:-'^(forward|decode|train_step|train_phase)/'}
 TORCH_ONLY=${TORCH_ONLY:-}
+TORCH=${TORCH:-1}
 mkdir -p "$OUT"
 LOG=$OUT/device_check.log
 FAILED=()
@@ -97,9 +98,13 @@ main() {
       "$BIN/integration" cuda:: --test-threads=1 --nocapture
   fi
 
-  HAVE_TORCH=1
-  python3 -c 'import torch, transformers; print("python3", __import__("sys").version.split()[0], "torch", torch.__version__, "transformers", transformers.__version__, "cuda", torch.cuda.is_available())' ||
-    { HAVE_TORCH=0; echo "NOTE: python3 lacks torch or transformers here: the PyTorch steps are skipped"; }
+  HAVE_TORCH=$TORCH
+  if ((HAVE_TORCH)); then
+    python3 -c 'import torch, transformers; print("python3", __import__("sys").version.split()[0], "torch", torch.__version__, "transformers", transformers.__version__, "cuda", torch.cuda.is_available())' ||
+      { HAVE_TORCH=0; echo "NOTE: python3 lacks torch or transformers here: the PyTorch steps are skipped"; }
+  else
+    echo "NOTE: TORCH=0: the PyTorch steps are skipped"
+  fi
 
   bench() { # bench DTYPE
     SFT_EVAL_BENCH_DEVICE=cuda SFT_EVAL_BENCH_DTYPE=$1 SFT_EVAL_BENCH_LARGE=1 \

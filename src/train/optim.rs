@@ -102,10 +102,7 @@ impl AdamW {
             let Some(g) = grads.get(slot.var.as_tensor()) else {
                 continue;
             };
-            let fused = kernels::enabled(slot.var.as_tensor())
-                && g.dtype() == DType::F32
-                && slot.var.as_tensor().is_contiguous();
-            if fused {
+            if kernels::adamw::applies(slot.var.as_tensor(), g) {
                 let decay = if weight_decay != 0.0 && slot.decay {
                     1.0 - lr * weight_decay
                 } else {

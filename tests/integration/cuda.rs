@@ -1,7 +1,8 @@
 //! CPU ↔ CUDA parity (built only with `--features cuda`, run on the GPU machine by
 //! `benches/device_check.sh`): every fixture model gives the same logits (full batch and KV-cached
 //! decoding) and the same train step on GPU 0 as on the CPU, where the CPU takes the fused kernels
-//! and CUDA the differentiable compositions.
+//! and CUDA the differentiable compositions; and AdamW's CUDA kernels (the one fused op that runs
+//! on CUDA) take the same steps as the composition on CUDA and the CPU kernel.
 //!
 //! Tolerance: f32 on both sides (candle's f32 GEMMs do not use TF32 unless
 //! `set_gemm_reduced_precision_f32(true)`), so the differences are summation order only; each
@@ -10,7 +11,10 @@
 //!
 //! No CUDA device at run time is a failure, not a skip: this test is only run where one should be.
 
-use candle_core::{DType, Device, IndexOp, Tensor};
+use std::collections::BTreeMap;
+
+use candle_core::{DType, Device, IndexOp, Tensor, Var};
+use sft_eval::model::kernels::{fused_path_taken, with_fused};
 use sft_eval::model::{LoadOptions, Model};
 use sft_eval::train::batch::{Example, MicroBatch};
 use sft_eval::train::nll_sum;
@@ -175,5 +179,118 @@ fn cuda_train_step_matches_cpu_for_every_model() {
         assert_close_scalar(&format!("{v} loss"), c.0, g.0);
         assert_close_scalar(&format!("{v} gradient norm"), c.1, g.1);
         assert_close_scalar(&format!("{v} loss after one AdamW step"), c.2, g.2);
+    }
+}
+
+/// Five AdamW steps (weight decay 0.1 on a weight, none on a bias) from the same start, on a loss
+/// whose gradients differ in sign and scale; returns the parameters, then the moments, as CPU f32.
+/// The starting weight of [`adamw_steps`], values in [−1, 1].
+fn adamw_start() -> Tensor {
+    Tensor::arange(0u32, 37 * 53, &Device::Cpu)
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap()
+        .reshape((37, 53))
+        .unwrap()
+        .affine(0.37, -0.1)
+        .unwrap()
+        .sin()
+        .unwrap()
+}
+
+fn adamw_steps(device: &Device, dtype: DType, fused: bool) -> Vec<Tensor> {
+    let init = adamw_start();
+    let on = |t: &Tensor| t.to_device(device).unwrap().to_dtype(dtype).unwrap();
+    with_fused(fused, || {
+        let w = Var::from_tensor(&on(&init)).unwrap();
+        let b = Var::from_tensor(&on(&init.i(0).unwrap())).unwrap();
+        let vars = BTreeMap::from([
+            ("layer.weight".to_string(), w.clone()),
+            ("layer.bias".to_string(), b.clone()),
+        ]);
+        let cfg = AdamWConfig {
+            weight_decay: 0.1,
+            ..Default::default()
+        };
+        let mut opt = AdamW::new(&vars, cfg).unwrap();
+        for _ in 0..5 {
+            let (wf, bf) = (
+                w.as_tensor().to_dtype(DType::F32).unwrap(),
+                b.as_tensor().to_dtype(DType::F32).unwrap(),
+            );
+            let loss = ((wf.sqr().unwrap() * 0.5).unwrap().sum_all().unwrap()
+                + wf.sin().unwrap().sum_all().unwrap()
+                + bf.sqr().unwrap().sqr().unwrap().sum_all().unwrap())
+            .unwrap();
+            opt.step(&loss.backward().unwrap(), 1e-2).unwrap();
+        }
+        let host = |t: &Tensor| {
+            t.to_dtype(DType::F32)
+                .unwrap()
+                .to_device(&Device::Cpu)
+                .unwrap()
+        };
+        let mut out = vec![host(w.as_tensor()), host(b.as_tensor())];
+        out.extend(opt.state().1.iter().map(|(_, t)| host(t)));
+        out
+    })
+}
+
+/// `max |a − b| ≤ tol · max(max |b|, 1)` for each pair.
+fn assert_steps_close(what: &str, a: &[Tensor], b: &[Tensor], tol: f32) {
+    for (i, (a, b)) in a.iter().zip(b).enumerate() {
+        let (diff, scale) = (max_abs_diff(a, b), max_abs(b));
+        eprintln!("{what}, tensor {i}: max |diff| {diff:.3e}, max |value| {scale:.3e}");
+        assert!(
+            diff.is_finite() && diff <= tol * scale.max(1.0),
+            "{what}, tensor {i}: max |diff| {diff:e} > {tol} × {scale:e}"
+        );
+    }
+}
+
+#[test]
+fn cuda_adamw_kernels_match_the_composition_and_the_cpu() {
+    let dev = gpu();
+    let cpu_fused = adamw_steps(&Device::Cpu, DType::F32, true);
+    for dtype in [DType::F32, DType::BF16] {
+        let before = fused_path_taken();
+        let fused = adamw_steps(&dev, dtype, true);
+        assert!(
+            fused_path_taken() > before,
+            "{dtype:?}: the CUDA kernels did not run"
+        );
+        let composed = adamw_steps(&dev, dtype, false);
+        // the weights moved (5 steps of at most lr = 1e-2 each)
+        let moved = max_abs_diff(&fused[0], &adamw_start());
+        eprintln!("{dtype:?}: the weight moved by up to {moved:.3e}");
+        assert!(
+            moved > 1e-2,
+            "{dtype:?}: the weight moved by {moved:e} only"
+        );
+        if dtype == DType::F32 {
+            assert_steps_close(
+                "f32: CUDA kernels vs CUDA composition",
+                &fused,
+                &composed,
+                1e-6,
+            );
+            assert_steps_close("f32: CUDA kernels vs CPU kernel", &fused, &cpu_fused, 1e-6);
+        } else {
+            // the parameters are rounded to bf16 after each step (8 bits of mantissa): a
+            // rounding that flips between the two paths moves a value by one bf16 step, 2⁻⁸
+            // of its magnitude, and later steps see that difference in their gradients
+            assert_steps_close(
+                "bf16: CUDA kernels vs CUDA composition",
+                &fused,
+                &composed,
+                1e-2,
+            );
+            assert_steps_close(
+                "bf16: CUDA kernels vs CPU f32 kernel",
+                &fused,
+                &cpu_fused,
+                3e-2,
+            );
+        }
     }
 }

@@ -9,10 +9,29 @@
 //! p ← p − (lr / bc1) · m / (√v / √bc2 + eps)
 //! ```
 
-use candle_core::{CpuStorage, InplaceOp2, InplaceOp3, Layout, Result, Tensor};
+//!
+//! On CUDA the same three passes run as kernels of `adamw.cu` (f32 moments; f32 or bf16 parameter
+//! and gradient, widened to f32 and rounded back to nearest even), compiled without contracting
+//! into fused multiply-adds so that they round as the CPU kernels and the composition do.
+
+use candle_core::{CpuStorage, DType, InplaceOp2, InplaceOp3, Layout, Result, Tensor};
 use rayon::prelude::*;
 
 const CHUNK: usize = 16_384;
+
+/// Whether the in-place update applies to parameter `p` with gradient `g`: kernels switched on,
+/// a contiguous parameter, and either CPU f32 or (in a `cuda` build) CUDA f32 or bf16 with a
+/// gradient of the same dtype.
+pub fn applies(p: &Tensor, g: &Tensor) -> bool {
+    if !super::switched_on() || !p.is_contiguous() || g.dtype() != p.dtype() {
+        return false;
+    }
+    let cpu = p.device().is_cpu() && p.dtype() == DType::F32;
+    let cuda = cfg!(feature = "cuda")
+        && p.device().is_cuda()
+        && matches!(p.dtype(), DType::F32 | DType::BF16);
+    super::taken(cpu || cuda)
+}
 
 /// The constants of one AdamW step for one parameter.
 #[derive(Debug, Clone, Copy)]
@@ -28,8 +47,8 @@ pub struct AdamWStep {
     pub decay: f64,
 }
 
-/// Update `p`, `m` and `v` (contiguous CPU f32 tensors of one shape) in place from the gradient
-/// `g`.
+/// Update `p`, `m` and `v` (contiguous tensors of one shape on one device; see [`applies`]) in
+/// place from the gradient `g`.
 pub fn adamw_update(p: &Tensor, m: &Tensor, v: &Tensor, g: &Tensor, s: &AdamWStep) -> Result<()> {
     let g = g.contiguous()?;
     m.inplace_op2(&g, &FirstMoment(*s))?;
@@ -86,6 +105,25 @@ impl InplaceOp2 for FirstMoment {
             });
         Ok(())
     }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &mut candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<()> {
+        cuda::moment(
+            self.name(),
+            "m",
+            s1,
+            l1,
+            s2,
+            l2,
+            &[(1.0 - self.0.beta1) as f32],
+        )
+    }
 }
 
 struct SecondMoment(AdamWStep);
@@ -114,6 +152,18 @@ impl InplaceOp2 for SecondMoment {
                 }
             });
         Ok(())
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &mut candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+    ) -> Result<()> {
+        let (b2, w) = (self.0.beta2 as f32, (1.0 - self.0.beta2) as f32);
+        cuda::moment(self.name(), "v", s1, l1, s2, l2, &[b2, w])
     }
 }
 
@@ -152,6 +202,168 @@ impl InplaceOp3 for Apply {
                     *p = q - m / (v.sqrt() / bc2 + eps) * step;
                 }
             });
+        Ok(())
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        s1: &mut candle_core::CudaStorage,
+        l1: &Layout,
+        s2: &candle_core::CudaStorage,
+        l2: &Layout,
+        s3: &candle_core::CudaStorage,
+        l3: &Layout,
+    ) -> Result<()> {
+        cuda::apply(self.name(), &self.0, (s1, l1), (s2, l2), (s3, l3))
+    }
+}
+
+/// The launches of `adamw.cu`'s kernels: one thread per element (a grid-stride loop), on the
+/// device's stream.
+#[cfg(feature = "cuda")]
+mod cuda {
+    use candle_core::backend::BackendStorage;
+    use candle_core::cuda_backend::cudarc::driver::{
+        CudaSlice, CudaView, LaunchConfig, PushKernelArg,
+    };
+    use candle_core::cuda_backend::{CudaDType, WrapErr};
+    use candle_core::{bail, CudaStorage, DType, Layout, Result};
+    use half::bf16;
+
+    use super::AdamWStep;
+
+    const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/adamw.ptx"));
+    const MODULE: &str = "sft_eval_adamw";
+
+    fn range(name: &str, l: &Layout) -> Result<std::ops::Range<usize>> {
+        match l.contiguous_offsets() {
+            Some((a, b)) => Ok(a..b),
+            None => bail!("{name}: tensors must be contiguous"),
+        }
+    }
+
+    fn suffix(name: &str, dt: DType) -> Result<&'static str> {
+        match dt {
+            DType::F32 => Ok("f32"),
+            DType::BF16 => Ok("bf16"),
+            other => bail!("{name}: f32 or bf16 parameters only, got {other:?}"),
+        }
+    }
+
+    fn view<'a, T: CudaDType>(
+        s: &'a CudaStorage,
+        r: std::ops::Range<usize>,
+    ) -> Result<CudaView<'a, T>> {
+        Ok(s.as_cuda_slice::<T>()?.slice(r))
+    }
+
+    /// One thread per element, in blocks of 1,024; the kernels' grid-stride loops cover a
+    /// tensor of more than 2³² elements too.
+    fn launch_config(n: usize) -> LaunchConfig {
+        LaunchConfig::for_num_elems(n.min(u32::MAX as usize) as u32)
+    }
+
+    /// `m` or `v` (f32, updated in place) from the gradient `g`, with the kernel's float
+    /// constants after the two pointers.
+    pub fn moment(
+        name: &str,
+        which: &str,
+        s1: &mut CudaStorage,
+        l1: &Layout,
+        g: &CudaStorage,
+        lg: &Layout,
+        consts: &[f32],
+    ) -> Result<()> {
+        let (r1, rg) = (range(name, l1)?, range(name, lg)?);
+        if r1.len() != rg.len() {
+            bail!("{name}: {} and {} elements", r1.len(), rg.len());
+        }
+        let n = r1.len();
+        if n == 0 {
+            return Ok(());
+        }
+        let kernel = format!("sft_adamw_{which}_{}", suffix(name, g.dtype())?);
+        let func = s1.device().get_or_load_custom_func(&kernel, MODULE, PTX)?;
+        let (gf, gb) = match g.dtype() {
+            DType::F32 => (Some(view::<f32>(g, rg)?), None),
+            _ => (None, Some(view::<bf16>(g, rg)?)),
+        };
+        let state: &mut CudaSlice<f32> = s1.as_cuda_slice_mut::<f32>()?;
+        let mut state = state.slice_mut(r1);
+        let mut b = func.builder();
+        b.arg(&mut state);
+        match (&gf, &gb) {
+            (Some(g), _) => b.arg(g),
+            (_, Some(g)) => b.arg(g),
+            _ => unreachable!("one of the two is set above"),
+        };
+        for c in consts {
+            b.arg(c);
+        }
+        b.arg(&n);
+        // SAFETY: the kernel reads and writes `n` elements of each argument, all of which have
+        // them (checked above and by the contiguous ranges)
+        unsafe { b.launch(launch_config(n)) }.w()?;
+        Ok(())
+    }
+
+    /// The parameter step from the updated moments.
+    pub fn apply(
+        name: &str,
+        s: &AdamWStep,
+        (sp, lp): (&mut CudaStorage, &Layout),
+        (sm, lm): (&CudaStorage, &Layout),
+        (sv, lv): (&CudaStorage, &Layout),
+    ) -> Result<()> {
+        let (rp, rm, rv) = (range(name, lp)?, range(name, lm)?, range(name, lv)?);
+        if rp.len() != rm.len() || rp.len() != rv.len() {
+            bail!(
+                "{name}: {}, {} and {} elements",
+                rp.len(),
+                rm.len(),
+                rv.len()
+            );
+        }
+        let n = rp.len();
+        if n == 0 {
+            return Ok(());
+        }
+        let kernel = format!("sft_adamw_p_{}", suffix(name, sp.dtype())?);
+        let func = sp.device().get_or_load_custom_func(&kernel, MODULE, PTX)?;
+        let (m, v) = (view::<f32>(sm, rm)?, view::<f32>(sv, rv)?);
+        let consts = [
+            s.decay as f32,
+            s.step_size as f32,
+            s.bc2_sqrt as f32,
+            s.eps as f32,
+        ];
+        let cfg = launch_config(n);
+        let mut b = func.builder();
+        match sp.dtype() {
+            DType::F32 => {
+                let mut p = sp.as_cuda_slice_mut::<f32>()?.slice_mut(rp);
+                b.arg(&mut p);
+                b.arg(&m).arg(&v);
+                for c in &consts {
+                    b.arg(c);
+                }
+                b.arg(&n);
+                // SAFETY: as in `moment`
+                unsafe { b.launch(cfg) }.w()?;
+            }
+            _ => {
+                let mut p = sp.as_cuda_slice_mut::<bf16>()?.slice_mut(rp);
+                b.arg(&mut p);
+                b.arg(&m).arg(&v);
+                for c in &consts {
+                    b.arg(c);
+                }
+                b.arg(&n);
+                // SAFETY: as in `moment`
+                unsafe { b.launch(cfg) }.w()?;
+            }
+        }
         Ok(())
     }
 }

@@ -7,8 +7,10 @@
 //! finite differences in its own file.
 //!
 //! The kernels run on CPU tensors in f32 and f64; the model uses them for CPU f32 ([`enabled`]),
-//! and keeps the compositions for other devices and dtypes. `SFT_EVAL_FUSED=0` turns them off
-//! (to compare, or to rule them out when chasing a numerical difference).
+//! and keeps the compositions for other devices and dtypes. AdamW's in-place update also runs on
+//! CUDA (f32 and bf16 parameters, `adamw.cu`, built into PTX by `build.rs` under the `cuda`
+//! feature). `SFT_EVAL_FUSED=0` turns them all off (to compare, or to rule them out when chasing
+//! a numerical difference).
 
 pub mod adamw;
 pub mod attention;
@@ -55,15 +57,24 @@ fn keep_freed_memory() {
 
 /// Whether the model should take the fused path for `t`: CPU, f32, not switched off. The first
 /// call also tunes the allocator for tensor work ([`keep_freed_memory`]), with or without an
-/// override from [`with_fused`].
+/// override from [`with_fused`]. (AdamW's update also has a CUDA kernel: [`adamw::applies`].)
 pub fn enabled(t: &Tensor) -> bool {
+    taken(switched_on() && t.device().is_cpu() && t.dtype() == DType::F32)
+}
+
+/// Whether fused kernels are on at all: `SFT_EVAL_FUSED` is not `0`, or [`with_fused`] says so
+/// on this thread. The first call tunes the allocator ([`keep_freed_memory`]).
+fn switched_on() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
     static ALLOCATOR: OnceLock<()> = OnceLock::new();
     ALLOCATOR.get_or_init(keep_freed_memory);
-    let on = OVERRIDE.with(Cell::get).unwrap_or_else(|| {
+    OVERRIDE.with(Cell::get).unwrap_or_else(|| {
         *ON.get_or_init(|| std::env::var("SFT_EVAL_FUSED").map_or(true, |v| v != "0"))
-    });
-    let yes = on && t.device().is_cpu() && t.dtype() == DType::F32;
+    })
+}
+
+/// Count a decision for the fused path ([`fused_path_taken`]) and pass it through.
+fn taken(yes: bool) -> bool {
     if yes {
         TAKEN.with(|c| c.set(c.get() + 1));
     }
