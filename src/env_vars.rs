@@ -4,3 +4,8 @@
 pub const SFT_EVAL_SHARED_DATA: &str = "SFT_EVAL_SHARED_DATA";
 /// Turn progress bars off (also off when stderr is not a terminal).
 pub const SFT_EVAL_NO_PROGRESS: &str = "SFT_EVAL_NO_PROGRESS";
+/// Where checkpoints run when `--device` is not given: `cpu`, `cuda` or `cuda:N` (`eval`,
+/// `compare`, `gate`, `baseline`, `train`; read through clap's `env`).
+pub const SFT_EVAL_DEVICE: &str = "SFT_EVAL_DEVICE";
+/// `0` turns the fused kernels off (`model::kernels`), to compare with the compositions.
+pub const SFT_EVAL_FUSED: &str = "SFT_EVAL_FUSED";

@@ -70,6 +70,9 @@ pub enum ModelError {
     Tokenizer(#[from] super::tokenizer::TokenizerError),
 
     #[error(transparent)]
+    Device(#[from] super::device::DeviceError),
+
+    #[error(transparent)]
     ChatTemplate(#[from] super::chat_template::ChatTemplateError),
 
     #[error("{context}: {source}")]

@@ -12,6 +12,7 @@ pub mod chat_template;
 pub mod checkpoint;
 pub mod config;
 pub mod decoder;
+pub mod device;
 mod error;
 pub mod generate;
 pub mod info;
@@ -31,6 +32,7 @@ pub use arch::{Architecture, Family};
 pub use chat_template::{ChatTemplate, Message};
 pub use config::{DecoderConfig, RawConfig};
 pub use decoder::{Decoder, KvCache};
+pub use device::DeviceSpec;
 pub use error::ModelError;
 pub use tokenizer::Tokenizer;
 

@@ -17,6 +17,9 @@ use crate::model::params::FreezeSpec;
 pub struct TrainConfig {
     /// base checkpoint folder
     pub model: PathBuf,
+    /// where the model (and the base model for KL) runs: `cpu`, `cuda` or `cuda:N`; on resume,
+    /// the device of the resuming invocation
+    pub device: crate::model::DeviceSpec,
     /// training data (JSONL)
     pub data: PathBuf,
     /// sequences are cut to this many tokens (keeping the start)
@@ -57,6 +60,7 @@ impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
             model: PathBuf::new(),
+            device: crate::model::DeviceSpec::Cpu,
             data: PathBuf::new(),
             max_length: 1024,
             packing: false,

@@ -399,8 +399,13 @@ fn train_inner(
     let cfg = if resume {
         let text = std::fs::read_to_string(&config_path)
             .map_err(|e| TrainError::Resume(format!("{}: {e}", config_path.display())))?;
-        serde_json::from_str(&text)
-            .map_err(|e| TrainError::Resume(format!("{}: {e}", config_path.display())))?
+        let saved: TrainConfig = serde_json::from_str(&text)
+            .map_err(|e| TrainError::Resume(format!("{}: {e}", config_path.display())))?;
+        // the machine may have changed: the resuming invocation says where to run
+        TrainConfig {
+            device: cfg.device,
+            ..saved
+        }
     } else {
         if config_path.exists() {
             return Err(TrainError::Config(format!(
@@ -411,6 +416,8 @@ fn train_inner(
         cfg
     };
     validate(&cfg)?;
+    // a device that cannot open fails before the run directory holds anything
+    cfg.device.open().map_err(ModelError::from)?;
     std::fs::create_dir_all(run_dir).map_err(io(run_dir))?;
     if !resume {
         let tmp = run_dir.join(".config.json.tmp");
@@ -435,6 +442,7 @@ impl<'o> Run<'o> {
     ) -> Result<Run<'o>, TrainError> {
         let lora = cfg.lora.is_some();
         let opts = LoadOptions {
+            device: cfg.device.open().map_err(ModelError::from)?,
             trainable: !lora,
             frozen: (!cfg.freeze.is_empty()).then(|| cfg.freeze.clone()),
             ..Default::default()
@@ -503,7 +511,13 @@ impl<'o> Run<'o> {
         };
         let needs_base = cfg.kl.is_some() || cfg.eval.as_ref().is_some_and(|e| e.probe.is_some());
         let base = if needs_base {
-            Some(Model::load(&cfg.model, &LoadOptions::default())?)
+            Some(Model::load(
+                &cfg.model,
+                &LoadOptions {
+                    device: device.clone(),
+                    ..Default::default()
+                },
+            )?)
         } else {
             None
         };

@@ -175,6 +175,45 @@ fn bad_suites_are_clear_errors() {
     assert!(err.contains("no items"), "{err}");
 }
 
+/// `--device`: `cpu` (also from `SFT_EVAL_DEVICE`) scores as the default does; a malformed name is
+/// a usage error; `cuda` in a build without the feature says how to get one, before any work.
+#[test]
+fn device_flag_runs_on_cpu_and_names_what_a_gpu_needs() {
+    let tmp = tempdir();
+    let suite = tmp.path().join("suites/tiny");
+    write_suite(&suite, "mc_loglik", MC, "");
+    let model = model_dir("llama");
+    let (m, s) = (model.to_str().unwrap(), suite.to_str().unwrap());
+    let (code, out_default, err) = eval(&[m, "--suites", s, "--no-cache"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, out_cpu, err) = eval(&[m, "--suites", s, "--no-cache", "--device", "cpu"]);
+    assert_eq!(code, 0, "{err}");
+    let items = |out: &str| {
+        let v: serde_json::Value = serde_json::from_str(out).unwrap();
+        v["suites"][0]["items"].clone()
+    };
+    assert_eq!(items(&out_default), items(&out_cpu));
+    let (code, _, err) = eval(&[m, "--suites", s, "--device", "tpu"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("expected cpu, cuda or cuda:N"), "{err}");
+    if !cfg!(feature = "cuda") {
+        let (code, _, err) = eval(&[m, "--suites", s, "--no-cache", "--device", "cuda:0"]);
+        assert_eq!(code, 2, "{err}");
+        assert!(
+            err.contains("cuda:0") && err.contains("--features cuda"),
+            "{err}"
+        );
+        let o = Command::new(env!("CARGO_BIN_EXE_sft-eval"))
+            .env("SFT_EVAL_NO_PROGRESS", "1")
+            .env("SFT_EVAL_DEVICE", "cuda")
+            .args(["eval", m, "--suites", s, "--no-cache"])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&o.stderr).contains("--features cuda"));
+    }
+}
+
 /// Per-request log-likelihoods and acc/acc_norm equal lm-evaluation-harness 0.4.13's on the same
 /// checkpoints (tests/fixtures/make_lmeval_fixtures.py), including moved trailing whitespace and
 /// empty contexts; the shared-prompt path (each context once, choices from its KV cache, batched

@@ -448,6 +448,51 @@ fn kl_on_broad_data_logs_its_term_and_needs_a_beta() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("--kl BETA"));
 }
 
+/// `--device` (or `device = "…"` in the TOML) lands in the settings; `cuda` in a build without the
+/// feature stops before any run directory is made, saying how to build one.
+#[test]
+fn device_setting_is_resolved_and_a_missing_gpu_build_is_a_clear_error() {
+    let tmp = tempdir();
+    let cfg = tmp.path().join("c.toml");
+    std::fs::write(&cfg, "device = \"cuda:1\"\n").unwrap();
+    let show = |extra: &[&str]| -> Value {
+        let o = sft_eval_cmd()
+            .env_remove("SFT_EVAL_DEVICE")
+            .args(cli_args(&tmp.path().join("show"), 1))
+            .args(extra)
+            .arg("--show-settings")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    assert_eq!(show(&[])["device"], "cpu");
+    assert_eq!(
+        show(&["--config", cfg.to_str().unwrap()])["device"],
+        "cuda:1"
+    );
+    assert_eq!(
+        show(&["--config", cfg.to_str().unwrap(), "--device", "cpu"])["device"],
+        "cpu",
+        "the flag wins over the file"
+    );
+    if !cfg!(feature = "cuda") {
+        let out = tmp.path().join("gpu");
+        let o = sft_eval_cmd()
+            .args(cli_args(&out, 1))
+            .args(["--device", "cuda"])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("cuda:0") && err.contains("--features cuda"),
+            "{err}"
+        );
+        assert!(!out.exists(), "nothing written for a run that cannot start");
+    }
+}
+
 fn sft_eval_cmd() -> std::process::Command {
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_sft-eval"));
     c.env("SFT_EVAL_NO_PROGRESS", "1");

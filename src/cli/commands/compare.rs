@@ -45,6 +45,8 @@ pub struct EvalSource {
     /// served fine-tune.
     #[command(flatten)]
     pub server: Box<super::eval::ServerArgs>,
+    #[command(flatten)]
+    pub device: super::eval::DeviceArgs,
 }
 
 impl EvalSource {
@@ -100,9 +102,17 @@ impl EvalSource {
                 &self.suites_dir,
                 settings,
                 Some(&cache),
+                &self.device,
             );
         }
-        evaluate(p, &suites, &self.suites_dir, settings, Some(&cache))
+        evaluate(
+            p,
+            &suites,
+            &self.suites_dir,
+            settings,
+            Some(&cache),
+            &self.device,
+        )
     }
 
     fn boot(&self) -> BootstrapConfig {
@@ -274,14 +284,11 @@ pub fn run_compare(a: &CompareArgs) -> Result<ExitStatus, Error> {
                         )
                     })
                     .collect::<Result<Vec<_>, _>>()?;
-                let bm = crate::model::Model::load(
-                    &base_side.path,
-                    &crate::model::LoadOptions::default(),
-                )?;
+                let bm = crate::model::Model::load(&base_side.path, &a.src.device.load_options()?)?;
                 drift_ctx = Some((suites, bm));
             }
             let (suites, bm) = drift_ctx.as_ref().expect("set above");
-            let fm = crate::model::Model::load(&side.path, &crate::model::LoadOptions::default())?;
+            let fm = crate::model::Model::load(&side.path, &a.src.device.load_options()?)?;
             let d = crate::gate::drift::drift(bm, &fm, suites, a.drift_items)?;
             md.push_str(&report::drift_markdown(&d));
             Some(d)

@@ -9,7 +9,7 @@ use crate::backend::gguf::{is_gguf, GgufModel};
 use crate::backend::openai::{OpenAiBackend, OpenAiOptions};
 use crate::backend::LanguageModel;
 use crate::error::{Error, ExitStatus};
-use crate::model::{LoadOptions, Model};
+use crate::model::{DeviceSpec, LoadOptions, Model};
 use crate::suite::resolve::resolve;
 use crate::suite::results::{fingerprint, Cache, EvalResults, ModelRef};
 use crate::suite::runner::{run_suite, EvalSettings, SuiteObserver};
@@ -50,6 +50,33 @@ pub struct EvalArgs {
     pub cache_dir: PathBuf,
     #[arg(long)]
     pub no_cache: bool,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+/// Where a checkpoint runs in process.
+#[derive(Debug, Clone, Args)]
+pub struct DeviceArgs {
+    /// Run checkpoints on `cpu`, `cuda` (GPU 0) or `cuda:N`; a GPU needs a build with
+    /// `--features cuda`. Cached results are shared across devices (CPU and CUDA logits agree
+    /// to float rounding, ~1e-5).
+    #[arg(
+        long,
+        env = crate::env_vars::SFT_EVAL_DEVICE,
+        default_value = "cpu",
+        value_name = "DEVICE"
+    )]
+    pub device: DeviceSpec,
+}
+
+impl DeviceArgs {
+    /// Load options for a frozen checkpoint on this device.
+    pub fn load_options(&self) -> Result<LoadOptions, Error> {
+        Ok(LoadOptions {
+            device: self.device.open().map_err(crate::model::ModelError::from)?,
+            ..LoadOptions::default()
+        })
+    }
 }
 
 /// Where the model runs.
@@ -166,9 +193,10 @@ pub fn evaluate(
     suites_dir: &std::path::Path,
     settings: EvalSettings,
     cache: Option<&Cache>,
+    device: &DeviceArgs,
 ) -> Result<EvalResults, Error> {
     let resolved = resolve_all(suites, suites_dir)?;
-    let model = Model::load(model_dir, &LoadOptions::default())?;
+    let model = Model::load(model_dir, &device.load_options()?)?;
     let fp = fingerprint(model_dir)?;
     evaluate_with(
         &model,
@@ -192,9 +220,10 @@ pub fn evaluate_gguf(
     suites_dir: &std::path::Path,
     settings: EvalSettings,
     cache: Option<&Cache>,
+    device: &DeviceArgs,
 ) -> Result<EvalResults, Error> {
     let resolved = resolve_all(suites, suites_dir)?;
-    let model = GgufModel::load(path, tokenizer, &LoadOptions::default())?;
+    let model = GgufModel::load(path, tokenizer, &device.load_options()?)?;
     evaluate_with(
         &model,
         ModelRef {
@@ -319,8 +348,11 @@ pub fn run(a: &EvalArgs) -> Result<ExitStatus, Error> {
             &a.suites_dir,
             settings,
             cache,
+            &a.device,
         )?,
-        (BackendKind::Local, Some(p)) => evaluate(p, &a.suites, &a.suites_dir, settings, cache)?,
+        (BackendKind::Local, Some(p)) => {
+            evaluate(p, &a.suites, &a.suites_dir, settings, cache, &a.device)?
+        }
         (BackendKind::Local, None) => {
             return Err(Error::Usage(
                 "give a checkpoint folder, or --backend openai --base-url URL --model NAME".into(),

@@ -37,6 +37,10 @@ pub struct TrainArgs {
     /// TOML file with any of the settings below.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Train on `cpu` (default), `cuda` (GPU 0) or `cuda:N`; a GPU needs a build with
+    /// `--features cuda`. With --resume, where the resumed run goes on.
+    #[arg(long, env = crate::env_vars::SFT_EVAL_DEVICE, value_name = "DEVICE")]
+    pub device: Option<crate::model::DeviceSpec>,
 
     #[arg(long, help_heading = "Data")]
     pub max_length: Option<usize>,
@@ -214,6 +218,9 @@ pub fn resolve(a: &TrainArgs) -> Result<TrainConfig, Error> {
     );
     if let Some(m) = &a.model {
         c.model = m.clone();
+    }
+    if let Some(d) = a.device {
+        c.device = d;
     }
     if let Some(d) = &a.data {
         c.data = d.clone();

@@ -69,7 +69,9 @@ fn switched_on() -> bool {
     static ALLOCATOR: OnceLock<()> = OnceLock::new();
     ALLOCATOR.get_or_init(keep_freed_memory);
     OVERRIDE.with(Cell::get).unwrap_or_else(|| {
-        *ON.get_or_init(|| std::env::var("SFT_EVAL_FUSED").map_or(true, |v| v != "0"))
+        *ON.get_or_init(|| {
+            std::env::var(crate::env_vars::SFT_EVAL_FUSED).map_or(true, |v| v != "0")
+        })
     })
 }
 
