@@ -81,7 +81,7 @@ impl FromStr for DeviceSpec {
         let t = s.trim().to_ascii_lowercase();
         match t.as_str() {
             "cpu" => Ok(DeviceSpec::Cpu),
-            "cuda" | "gpu" => Ok(DeviceSpec::Cuda(0)),
+            "cuda" => Ok(DeviceSpec::Cuda(0)),
             _ => t
                 .strip_prefix("cuda:")
                 .and_then(|n| n.parse().ok())
