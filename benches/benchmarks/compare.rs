@@ -148,80 +148,106 @@ fn work_with(seed: &[PathBuf]) -> tempfile::TempDir {
     w
 }
 
+/// What the three benchmarks share: the organism, a fine-tune of it, and the cache entries of
+/// the base alone and of both.
+struct Setup {
+    base: PathBuf,
+    suites_dir: PathBuf,
+    ft: PathBuf,
+    base_entry: Vec<PathBuf>,
+    both_entries: Vec<PathBuf>,
+    // the folders the paths above live in
+    _dirs: [tempfile::TempDir; 3],
+}
+
+impl Setup {
+    fn new() -> Setup {
+        let base = organism();
+        let suites_dir = base.join("suites");
+        let ft_dir = tempfile::tempdir().unwrap();
+        let ft = ft_dir.path().join("organism-ft");
+        std::fs::create_dir_all(&ft).unwrap();
+        write_finetune(&base, &ft);
+
+        // the base's cache entry, made by `sft-eval eval` with the settings compare uses
+        let warm = tempfile::tempdir().unwrap();
+        let warm_cache = warm.path().join("cache");
+        sft_eval(&[
+            "eval",
+            base.to_str().unwrap(),
+            "--suites",
+            SUITE,
+            "--suites-dir",
+            suites_dir.to_str().unwrap(),
+            "--limit",
+            LIMIT,
+            "--cache-dir",
+            warm_cache.to_str().unwrap(),
+            "-o",
+            warm.path().join("base.json").to_str().unwrap(),
+        ]);
+        let base_entry = entries(&warm_cache);
+        assert_eq!(base_entry.len(), 1, "one suite, one entry");
+        // check once that compare hits it (a miss would write the entry again: a new inode) and
+        // that the fine-tune adds its own; the two entries also seed `both_cached`
+        let check = work_with(&base_entry);
+        let cached_base = check
+            .path()
+            .join("cache")
+            .join(base_entry[0].file_name().unwrap());
+        let ino = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+        let before = ino(&cached_base);
+        compare(&base, &ft, &suites_dir, check.path());
+        assert_eq!(
+            ino(&cached_base),
+            before,
+            "compare re-evaluated the cached base"
+        );
+        let both_entries = entries(&check.path().join("cache"));
+        assert_eq!(
+            both_entries.len(),
+            2,
+            "the fine-tune's fingerprint must differ"
+        );
+        Setup {
+            base,
+            suites_dir,
+            ft,
+            base_entry,
+            both_entries,
+            _dirs: [ft_dir, warm, check],
+        }
+    }
+}
+
 fn bench_compare(c: &mut Criterion) {
-    let base = organism();
-    let suites_dir = base.join("suites");
-    let ft_dir = tempfile::tempdir().unwrap();
-    let ft = ft_dir.path().join("organism-ft");
-    std::fs::create_dir_all(&ft).unwrap();
-    write_finetune(&base, &ft);
-
-    // the base's cache entry, made by `sft-eval eval` with the settings compare uses
-    let warm = tempfile::tempdir().unwrap();
-    let warm_cache = warm.path().join("cache");
-    sft_eval(&[
-        "eval",
-        base.to_str().unwrap(),
-        "--suites",
-        SUITE,
-        "--suites-dir",
-        suites_dir.to_str().unwrap(),
-        "--limit",
-        LIMIT,
-        "--cache-dir",
-        warm_cache.to_str().unwrap(),
-        "-o",
-        warm.path().join("base.json").to_str().unwrap(),
-    ]);
-    let base_entry = entries(&warm_cache);
-    assert_eq!(base_entry.len(), 1, "one suite, one entry");
-    // check once that compare hits it (a miss would write the entry again: a new inode) and that
-    // the fine-tune adds its own; the two entries also seed `both_cached`
-    let check = work_with(&base_entry);
-    let cached_base = check
-        .path()
-        .join("cache")
-        .join(base_entry[0].file_name().unwrap());
-    let ino = |p: &Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
-    let before = ino(&cached_base);
-    compare(&base, &ft, &suites_dir, check.path());
-    assert_eq!(
-        ino(&cached_base),
-        before,
-        "compare re-evaluated the cached base"
-    );
-    let both_entries = entries(&check.path().join("cache"));
-    assert_eq!(
-        both_entries.len(),
-        2,
-        "the fine-tune's fingerprint must differ"
-    );
-
+    // made on the first benchmark that runs: criterion calls a benchmark's closure only when its
+    // name passes the filter, so `--bench '^train_step/'` skips this setup (~10 s of CLI runs)
+    let setup = std::cell::OnceCell::new();
+    let setup = || setup.get_or_init(Setup::new);
     let mut g = c.benchmark_group("compare");
     g.sample_size(10);
     g.warm_up_time(Duration::from_secs(1));
     g.measurement_time(Duration::from_secs(20));
-    g.bench_function("two_fresh_evals", |b| {
-        b.iter_batched_ref(
-            || work_with(&[]),
-            |w| compare(&base, &ft, &suites_dir, w.path()),
-            BatchSize::PerIteration,
-        )
-    });
-    g.bench_function("base_cached", |b| {
-        b.iter_batched_ref(
-            || work_with(&base_entry),
-            |w| compare(&base, &ft, &suites_dir, w.path()),
-            BatchSize::PerIteration,
-        )
-    });
-    g.bench_function("both_cached", |b| {
-        b.iter_batched_ref(
-            || work_with(&both_entries),
-            |w| compare(&base, &ft, &suites_dir, w.path()),
-            BatchSize::PerIteration,
-        )
-    });
+    for (name, seed) in [
+        ("two_fresh_evals", 0),
+        ("base_cached", 1),
+        ("both_cached", 2),
+    ] {
+        g.bench_function(name, |b| {
+            let s = setup();
+            let seed: &[PathBuf] = match seed {
+                0 => &[],
+                1 => &s.base_entry,
+                _ => &s.both_entries,
+            };
+            b.iter_batched_ref(
+                || work_with(seed),
+                |w| compare(&s.base, &s.ft, &s.suites_dir, w.path()),
+                BatchSize::PerIteration,
+            )
+        });
+    }
     g.finish();
 }
 
