@@ -1,11 +1,13 @@
 //! Shared helpers: fixture discovery, reference outputs, tensor comparison.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, IndexOp, Tensor, Var};
 use serde_json::Value;
+use sft_eval::model::kernels::with_fused;
 use sft_eval::model::{LoadOptions, Model};
+use sft_eval::train::optim::{AdamW, AdamWConfig};
 
 /// `tests/fixtures` of the checkout: cargo sets `CARGO_MANIFEST_DIR` when it runs the tests too;
 /// a test executable run by hand on another machine (`benches/device_check.sh`) is given it, and
@@ -151,4 +153,80 @@ pub fn lmeval_mc_suite(name: &str) -> sft_eval::suite::spec::Suite {
         refusal: None,
     };
     Suite::new(spec, items, ".".into()).unwrap()
+}
+
+/// The largest |t| (f32).
+pub fn max_abs(t: &Tensor) -> f32 {
+    t.abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+/// The starting weight of [`adamw_steps`], values in [−1, 1].
+pub fn adamw_start() -> Tensor {
+    Tensor::arange(0u32, 37 * 53, &Device::Cpu)
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap()
+        .reshape((37, 53))
+        .unwrap()
+        .affine(0.37, -0.1)
+        .unwrap()
+        .sin()
+        .unwrap()
+}
+
+pub fn adamw_steps(device: &Device, dtype: DType, fused: bool) -> Vec<Tensor> {
+    let init = adamw_start();
+    let on = |t: &Tensor| t.to_device(device).unwrap().to_dtype(dtype).unwrap();
+    with_fused(fused, || {
+        let w = Var::from_tensor(&on(&init)).unwrap();
+        let b = Var::from_tensor(&on(&init.i(0).unwrap())).unwrap();
+        let vars = BTreeMap::from([
+            ("layer.weight".to_string(), w.clone()),
+            ("layer.bias".to_string(), b.clone()),
+        ]);
+        let cfg = AdamWConfig {
+            weight_decay: 0.1,
+            ..Default::default()
+        };
+        let mut opt = AdamW::new(&vars, cfg).unwrap();
+        for _ in 0..5 {
+            let (wf, bf) = (
+                w.as_tensor().to_dtype(DType::F32).unwrap(),
+                b.as_tensor().to_dtype(DType::F32).unwrap(),
+            );
+            let loss = ((wf.sqr().unwrap() * 0.5).unwrap().sum_all().unwrap()
+                + wf.sin().unwrap().sum_all().unwrap()
+                + bf.sqr().unwrap().sqr().unwrap().sum_all().unwrap())
+            .unwrap();
+            opt.step(&loss.backward().unwrap(), 1e-2).unwrap();
+        }
+        let host = |t: &Tensor| {
+            t.to_dtype(DType::F32)
+                .unwrap()
+                .to_device(&Device::Cpu)
+                .unwrap()
+        };
+        let mut out = vec![host(w.as_tensor()), host(b.as_tensor())];
+        out.extend(opt.state().1.iter().map(|(_, t)| host(t)));
+        out
+    })
+}
+
+/// `max |a − b| ≤ tol · max(max |b|, 1)` for each pair.
+pub fn assert_steps_close(what: &str, a: &[Tensor], b: &[Tensor], tol: f32) {
+    for (i, (a, b)) in a.iter().zip(b).enumerate() {
+        let (diff, scale) = (max_abs_diff(a, b), max_abs(b));
+        eprintln!("{what}, tensor {i}: max |diff| {diff:.3e}, max |value| {scale:.3e}");
+        assert!(
+            diff.is_finite() && diff <= tol * scale.max(1.0),
+            "{what}, tensor {i}: max |diff| {diff:e} > {tol} × {scale:e}"
+        );
+    }
 }

@@ -11,10 +11,8 @@
 //!
 //! No CUDA device at run time is a failure, not a skip: this test is only run where one should be.
 
-use std::collections::BTreeMap;
-
-use candle_core::{DType, Device, IndexOp, Tensor, Var};
-use sft_eval::model::kernels::{fused_path_taken, with_fused};
+use candle_core::{DType, Device, IndexOp, Tensor};
+use sft_eval::model::kernels::fused_path_taken;
 use sft_eval::model::{LoadOptions, Model};
 use sft_eval::train::batch::{Example, MicroBatch};
 use sft_eval::train::nll_sum;
@@ -51,17 +49,6 @@ fn prompts(variant: &str) -> Vec<Vec<u32>> {
         .iter()
         .map(|c| ids(&c["ids"]))
         .collect()
-}
-
-fn max_abs(t: &Tensor) -> f32 {
-    t.abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 /// `|a − b|` at most `REL_TOL` of the largest |a| (a and b on any device).
@@ -184,70 +171,6 @@ fn cuda_train_step_matches_cpu_for_every_model() {
 
 /// Five AdamW steps (weight decay 0.1 on a weight, none on a bias) from the same start, on a loss
 /// whose gradients differ in sign and scale; returns the parameters, then the moments, as CPU f32.
-/// The starting weight of [`adamw_steps`], values in [−1, 1].
-fn adamw_start() -> Tensor {
-    Tensor::arange(0u32, 37 * 53, &Device::Cpu)
-        .unwrap()
-        .to_dtype(DType::F32)
-        .unwrap()
-        .reshape((37, 53))
-        .unwrap()
-        .affine(0.37, -0.1)
-        .unwrap()
-        .sin()
-        .unwrap()
-}
-
-fn adamw_steps(device: &Device, dtype: DType, fused: bool) -> Vec<Tensor> {
-    let init = adamw_start();
-    let on = |t: &Tensor| t.to_device(device).unwrap().to_dtype(dtype).unwrap();
-    with_fused(fused, || {
-        let w = Var::from_tensor(&on(&init)).unwrap();
-        let b = Var::from_tensor(&on(&init.i(0).unwrap())).unwrap();
-        let vars = BTreeMap::from([
-            ("layer.weight".to_string(), w.clone()),
-            ("layer.bias".to_string(), b.clone()),
-        ]);
-        let cfg = AdamWConfig {
-            weight_decay: 0.1,
-            ..Default::default()
-        };
-        let mut opt = AdamW::new(&vars, cfg).unwrap();
-        for _ in 0..5 {
-            let (wf, bf) = (
-                w.as_tensor().to_dtype(DType::F32).unwrap(),
-                b.as_tensor().to_dtype(DType::F32).unwrap(),
-            );
-            let loss = ((wf.sqr().unwrap() * 0.5).unwrap().sum_all().unwrap()
-                + wf.sin().unwrap().sum_all().unwrap()
-                + bf.sqr().unwrap().sqr().unwrap().sum_all().unwrap())
-            .unwrap();
-            opt.step(&loss.backward().unwrap(), 1e-2).unwrap();
-        }
-        let host = |t: &Tensor| {
-            t.to_dtype(DType::F32)
-                .unwrap()
-                .to_device(&Device::Cpu)
-                .unwrap()
-        };
-        let mut out = vec![host(w.as_tensor()), host(b.as_tensor())];
-        out.extend(opt.state().1.iter().map(|(_, t)| host(t)));
-        out
-    })
-}
-
-/// `max |a − b| ≤ tol · max(max |b|, 1)` for each pair.
-fn assert_steps_close(what: &str, a: &[Tensor], b: &[Tensor], tol: f32) {
-    for (i, (a, b)) in a.iter().zip(b).enumerate() {
-        let (diff, scale) = (max_abs_diff(a, b), max_abs(b));
-        eprintln!("{what}, tensor {i}: max |diff| {diff:.3e}, max |value| {scale:.3e}");
-        assert!(
-            diff.is_finite() && diff <= tol * scale.max(1.0),
-            "{what}, tensor {i}: max |diff| {diff:e} > {tol} × {scale:e}"
-        );
-    }
-}
-
 #[test]
 fn cuda_adamw_kernels_match_the_composition_and_the_cpu() {
     let dev = gpu();

@@ -39,17 +39,6 @@ fn logits(a: &Model, b: &Model) -> (Tensor, Tensor) {
     )
 }
 
-fn max_abs(t: &Tensor) -> f32 {
-    t.abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
-
 fn rms(t: &Tensor) -> f32 {
     t.sqr()
         .unwrap()

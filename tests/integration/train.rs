@@ -493,6 +493,23 @@ fn device_setting_is_resolved_and_a_missing_gpu_build_is_a_clear_error() {
     }
 }
 
+/// AdamW's in-place kernel (CPU f32) and the composition of candle ops take the same five steps,
+/// with weight decay on a weight and none on a bias (the CUDA kernels are held to the same in
+/// `cuda.rs`).
+#[test]
+fn adamw_in_place_kernel_matches_the_composition() {
+    let cpu = candle_core::Device::Cpu;
+    let f32 = candle_core::DType::F32;
+    let before = sft_eval::model::kernels::fused_path_taken();
+    let fused = adamw_steps(&cpu, f32, true);
+    // the kernel ran (nothing else in these steps asks for the fused path)
+    assert!(sft_eval::model::kernels::fused_path_taken() > before);
+    let composed = adamw_steps(&cpu, f32, false);
+    assert_steps_close("CPU kernel vs composition", &fused, &composed, 1e-6);
+    // the weights moved
+    assert!(max_abs_diff(&fused[0], &adamw_start()) > 1e-3);
+}
+
 fn sft_eval_cmd() -> std::process::Command {
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_sft-eval"));
     c.env("SFT_EVAL_NO_PROGRESS", "1");
