@@ -18,6 +18,9 @@
 //! | minimum detectable effect / sample size | [`power`] | Miller 2024, power analysis |
 //! | Holm step-down adjustment | [`multiple`] | Holm 1979 |
 //! | non-inferiority verdict (the CI gate) | [`noninferiority`] | Wellek 2010; Piaggio et al. 2012 (CONSORT) |
+//! | score interval for a paired difference of proportions | [`tango`] | Tango 1998; Nam 1997 |
+//! | exact unconditional test at a margin (binary pairs) | [`exact`] | Berger & Boos 1994 |
+//! | the gate's decision interval (which of the above, by scores and clusters) | [`interval`] | |
 //! | normal, χ²(1), binomial, Student t functions | [`dist`] | own implementations, checked against SciPy and mpmath |
 //!
 //! Reference values in the unit tests come from SciPy / statsmodels; the script that
@@ -26,11 +29,14 @@
 
 pub mod bootstrap;
 pub mod dist;
+pub mod exact;
+pub mod interval;
 pub mod mcnemar;
 pub mod multiple;
 pub mod noninferiority;
 pub mod paired;
 pub mod power;
+pub mod tango;
 pub mod wilson;
 
 use serde::Serialize;
@@ -39,6 +45,8 @@ pub use bootstrap::{
     paired_bootstrap, paired_bootstrap_clustered, BootstrapConfig, BootstrapResult,
     DEFAULT_RESAMPLES, DEFAULT_SEED,
 };
+pub use exact::{exact_p_value, Alternative, BERGER_BOOS_GAMMA};
+pub use interval::{paired_interval, IntervalMethod, PairedInterval};
 pub use mcnemar::{mcnemar, mcnemar_from_scores, McNemar, McNemarMethod, McNemarTest};
 pub use multiple::{holm, HolmAdjustment};
 pub use noninferiority::{non_inferiority, non_inferiority_from_summary, NonInferiority, Verdict};
@@ -47,6 +55,7 @@ pub use paired::{
     PairedSummary,
 };
 pub use power::{binary_sd_d, minimum_detectable_effect, required_sample_size, PowerAnalysis};
+pub use tango::{score_interval, score_statistic, PairedCounts};
 pub use wilson::{wilson_interval, wilson_interval_from_scores, WilsonInterval};
 
 /// Why a statistic could not be computed.

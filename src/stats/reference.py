@@ -340,6 +340,140 @@ def block_bootstrap():
     return out
 
 
+# --------------------------------------------------------------------------- tango
+def tango_T(n, b, c, theta):
+    """Tango's statistic, with the constrained MLE found numerically (not by the closed-form
+    root the Rust code uses): the zero of the derivative of b·log(q + θ) + c·log q +
+    (n − b − c)·log(1 − 2q − θ) in q = p_gain (p_loss = q + θ), by scipy.optimize.brentq, or
+    the end of the range where the likelihood is largest when the derivative keeps its sign."""
+    from scipy.optimize import brentq
+
+    lo = max(0.0, -theta)
+    hi = (1.0 - theta) / 2.0
+    m = n - b - c
+
+    def score(q):
+        return (b / (q + theta) if b else 0.0) + (c / q if c else 0.0) - (2.0 * m / (1.0 - 2.0 * q - theta) if m else 0.0)
+
+    eps = 1e-300
+    a_, b_ = lo + 1e-15, hi - 1e-15
+    if score(a_) <= 0:
+        q = lo
+    elif score(b_) >= 0:
+        q = hi
+    else:
+        q = brentq(score, a_, b_, xtol=1e-300, rtol=8.9e-16, maxiter=1000)
+    var = n * (2.0 * q + theta - theta * theta)
+    if var <= 0.0 and b - c - n * theta == 0.0:
+        return 0.0
+    return (b - c - n * theta) / math.sqrt(var)
+
+
+def block_tango():
+    from scipy.optimize import brentq
+
+    out = header("tango")
+    out.append("// (n, losses, gains, θ, T): Tango's statistic with the constrained MLE found as the")
+    out.append("// zero of the likelihood's derivative by scipy.optimize.brentq.")
+    out.append("const TANGO_STATISTIC: &[(f64, f64, f64, f64, f64)] = &[")
+    cases = [(50, 9, 3, 0.05), (50, 9, 3, 0.2), (50, 9, 3, -0.1), (20, 0, 0, 0.1),
+             (200, 30, 10, 0.02), (200, 1, 4, -0.03), (13, 2.6, 0.4, 0.1), (1000, 120, 95, 0.0)]
+    for n, b, c, th in cases:
+        out.append(f"    ({f(n)}, {f(b)}, {f(c)}, {f(th)}, {f(tango_T(n, b, c, th))}),")
+    out.append("];")
+    out.append("// (n, losses, gains, k, lower, upper): {θ : |T(θ)| ≤ k} by scipy.optimize.brentq on")
+    out.append("// the statistic above (xtol 1e-14).")
+    out.append("const TANGO_INTERVAL: &[(f64, f64, f64, f64, f64, f64)] = &[")
+    z = st.norm.ppf(0.975)
+    for n, b, c, k in [(50, 9, 3, z), (20, 0, 0, z), (200, 30, 10, z), (40, 0, 5, z),
+                       (13, 2.6, 0.4, st.t.ppf(0.975, 3)), (1000, 120, 95, st.norm.ppf(0.995))]:
+        est = (b - c) / n
+        g = lambda th, tgt: tango_T(n, b, c, th) - tgt
+        hi = brentq(g, est, 1 - 1e-12, args=(-k,), xtol=1e-14)
+        lo = brentq(g, -1 + 1e-12, est, args=(k,), xtol=1e-14)
+        out.append(f"    ({f(n)}, {f(b)}, {f(c)}, {f(k)}, {f(lo)}, {f(hi)}),")
+    out.append("];")
+    return out
+
+
+# --------------------------------------------------------------------------- exact
+def tango_T_vec(n, b, c, theta):
+    """Tango's statistic for arrays of counts (closed-form MLE root, θ ≥ 0)."""
+    w = -(b + c) + theta * (2 * n - b + c)
+    q = np.maximum((np.sqrt(np.maximum(w * w + 8 * n * c * theta * (1 - theta), 0)) - w) / (4 * n), 0)
+    var = n * (2 * q + theta - theta * theta)
+    num = b - c - n * theta
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(var > 0, num / np.sqrt(np.where(var > 0, var, 1)), np.sign(num) * np.inf)
+    return np.where((var <= 0) & (num == 0), 0.0, t)
+
+
+def exact_p(b, c, n, delta, below, gamma=1e-3):
+    """Berger–Boos p-value by full enumeration of every (losses, gains) outcome and a
+    5,001-point grid of the discordance, refined by scipy's bounded scalar search."""
+    from scipy.optimize import minimize_scalar
+    from statsmodels.stats.proportion import proportion_confint
+
+    k = b + c
+    lo, hi = proportion_confint(k, n, alpha=gamma, method="beta")
+    lo, hi = max(lo, abs(delta)), min(hi, 1.0)
+    if lo > hi:
+        return gamma
+    t_obs = float(tango_T_vec(n, np.array(float(b)), np.array(float(c)), delta))
+    i, j = np.meshgrid(np.arange(n + 1), np.arange(n + 1), indexing="ij")
+    ok = i + j <= n
+    i, j = i[ok].astype(float), j[ok].astype(float)
+    m = n - i - j
+    t = tango_T_vec(n, i, j, delta)
+    tol = 1e-12 * max(abs(t_obs), 1)
+    sel = (t <= t_obs + tol) if below else (t >= t_obs - tol)
+    i, j, m = i[sel], j[sel], m[sel]
+    lnc = sp.gammaln(n + 1) - sp.gammaln(i + 1) - sp.gammaln(j + 1) - sp.gammaln(m + 1)
+
+    def tail(s):
+        pl, pg, ps = (s + delta) / 2, (s - delta) / 2, 1 - s
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lp = lnc + np.where(i > 0, i * np.log(pl) if pl > 0 else -np.inf, 0) \
+                + np.where(j > 0, j * np.log(pg) if pg > 0 else -np.inf, 0) \
+                + np.where(m > 0, m * np.log(ps) if ps > 0 else -np.inf, 0)
+        return float(np.exp(lp).sum())
+
+    grid = np.linspace(lo, hi, 5001)
+    vals = [tail(x) for x in grid]
+    best = int(np.argmax(vals))
+    a, b_ = grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)]
+    top = max(vals)
+    if b_ > a:
+        r = minimize_scalar(lambda x: -tail(x), bounds=(a, b_), method="bounded",
+                            options={"xatol": 1e-13})
+        top = max(top, -r.fun)
+    return min(top + gamma, 1.0)
+
+
+def block_exact():
+    from statsmodels.stats.proportion import proportion_confint
+
+    out = header("exact")
+    out.append("// (losses, gains, n, δ, H₁ drop < δ, p): the Berger–Boos p-value (γ = 1e-3) by full")
+    out.append("// enumeration of every outcome and a 5,001-point grid of the discordance refined by")
+    out.append("// scipy.optimize.minimize_scalar; Clopper–Pearson set from statsmodels")
+    out.append("// proportion_confint(method=\"beta\").")
+    out.append("const EXACT: &[(u64, u64, u64, f64, bool, f64)] = &[")
+    cases = [(0, 0, 20, 0.02, True), (0, 0, 100, 0.02, True), (1, 3, 50, 0.02, True),
+             (2, 0, 60, 0.05, True), (9, 3, 50, 0.02, False), (15, 2, 80, 0.05, False),
+             (40, 38, 90, 0.02, True), (5, 5, 30, 0.1, True), (0, 0, 150, 0.0, True)]
+    for b, c, n, d, below in cases:
+        out.append(f"    ({b}, {c}, {n}, {f(d)}, {'true' if below else 'false'}, {f(exact_p(b, c, n, d, below))}),")
+    out.append("];")
+    out.append("// (k, n, γ, lower, upper): statsmodels proportion_confint(k, n, alpha=γ, method=\"beta\").")
+    out.append("const CLOPPER_PEARSON: &[(u64, u64, f64, f64, f64)] = &[")
+    for k, n, g in [(0, 20, 1e-3), (3, 20, 1e-3), (20, 20, 1e-3), (17, 250, 0.05), (500, 1000, 1e-3)]:
+        lo, hi = proportion_confint(k, n, alpha=g, method="beta")
+        out.append(f"    ({k}, {n}, {f(g)}, {f(lo)}, {f(hi)}),")
+    out.append("];")
+    return out
+
+
 BLOCKS = {
     "dist": ("dist.rs", block_dist),
     "paired": ("paired.rs", block_paired),
@@ -348,6 +482,8 @@ BLOCKS = {
     "holm": ("multiple.rs", block_holm),
     "power": ("power.rs", block_power),
     "bootstrap": ("bootstrap.rs", block_bootstrap),
+    "tango": ("tango.rs", block_tango),
+    "exact": ("exact.rs", block_exact),
 }
 
 
