@@ -120,13 +120,7 @@ pub fn imported(name: &str, path: &Path) -> Result<Suite, SuiteError> {
         capability: imp.capability.to_string(),
         version: "imported".into(),
         scorer,
-        metric: match scorer {
-            ScorerKind::McLoglik => "acc".into(),
-            ScorerKind::Mc2Loglik => "mc2".into(),
-            ScorerKind::Refusal => "safe_behavior".into(),
-            ScorerKind::PassAtK => "pass@1".into(),
-            _ => "exact_match".into(),
-        },
+        metric: super::scorer::scorer(scorer).metric().into(),
         items: path.to_path_buf(),
         prompt: PromptSpec {
             template: template.into(),

@@ -206,11 +206,28 @@ impl Suite {
         Suite::new(spec, items, dir.to_path_buf())
     }
 
+    /// A suite of `items`; every item needs an id of its own (results are paired by id).
     pub fn new(spec: SuiteSpec, items: Vec<Item>, dir: PathBuf) -> Result<Suite, SuiteError> {
         if items.is_empty() {
             return Err(SuiteError::Empty {
                 name: spec.name.clone(),
             });
+        }
+        let mut seen = std::collections::HashMap::new();
+        for (i, it) in items.iter().enumerate() {
+            let reason = if it.id.trim().is_empty() {
+                Some("has no `id`: every item needs one, unique in its suite (results are paired by id)".to_string())
+            } else {
+                seen.insert(it.id.as_str(), i)
+                    .map(|first| format!("repeats the id `{}` of item {}: ids must be unique (results are paired by id)", it.id, first + 1))
+            };
+            if let Some(reason) = reason {
+                return Err(SuiteError::Spec {
+                    path: dir.join(&spec.items),
+                    line: None,
+                    reason: format!("suite `{}`: item {} {reason}", spec.name, i + 1),
+                });
+            }
         }
         let mut h = Sha256::new();
         h.update(serde_json::to_vec(&spec).expect("spec serialises"));
@@ -235,15 +252,29 @@ pub fn read_items(path: &Path) -> Result<Vec<Item>, SuiteError> {
         source: e,
     })?;
     let mut out = Vec::new();
+    let mut lines = std::collections::HashMap::new();
     for (i, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let it: Item = serde_json::from_str(line).map_err(|e| SuiteError::Item {
+        let bad = |reason: String| SuiteError::Item {
             path: path.to_path_buf(),
             line: i + 1,
-            reason: e.to_string(),
-        })?;
+            reason,
+        };
+        let it: Item = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
+        if it.id.trim().is_empty() {
+            return Err(bad(
+                "missing field `id`: every item needs one, unique in its suite (results are paired by id)"
+                    .into(),
+            ));
+        }
+        if let Some(first) = lines.insert(it.id.clone(), i + 1) {
+            return Err(bad(format!(
+                "id `{}` is already used on line {first}: ids must be unique (results are paired by id)",
+                it.id
+            )));
+        }
         out.push(it);
     }
     Ok(out)

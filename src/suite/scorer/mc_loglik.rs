@@ -1,8 +1,64 @@
-//! Multiple choice by log-likelihood (lm-eval `multiple_choice`): `acc` picks the choice with
-//! the highest log-likelihood, `acc_norm` divides each by the choice's length in characters;
-//! MC2 (TruthfulQA) is the normalised probability mass on the true choices.
+//! `mc_loglik`: multiple choice by log-likelihood (lm-eval `multiple_choice`): `acc` picks the
+//! choice with the highest log-likelihood, `acc_norm` divides each by the choice's length in
+//! characters (reported in the suite's `extra`).
 
+use std::collections::BTreeMap;
+
+use super::{logliks, rendered_choices, ItemScore, Request, RequestContext, Response, Scorer};
 use crate::model::score::LogLik;
+use crate::suite::item::Item;
+use crate::suite::runner::ItemResult;
+use crate::suite::spec::{ScorerKind, SuiteSpec};
+
+pub struct McLoglik;
+
+impl Scorer for McLoglik {
+    fn kind(&self) -> ScorerKind {
+        ScorerKind::McLoglik
+    }
+    fn metric(&self) -> &'static str {
+        "acc"
+    }
+    fn request(&self, cx: &RequestContext) -> Result<Request, String> {
+        if cx.item.gold.is_none() {
+            return Err(format!("item {} has no gold", cx.item.id));
+        }
+        Ok(Request::Continuations(rendered_choices(cx)?))
+    }
+    fn score(&self, _: &SuiteSpec, item: &Item, response: Response) -> Result<ItemScore, String> {
+        let lls = logliks(&response)?;
+        let Response::LogLiks { continuations, .. } = response else {
+            unreachable!("checked by logliks")
+        };
+        let gold = item
+            .gold
+            .ok_or_else(|| format!("item {} has no gold", item.id))?;
+        // acc_norm divides by the scored choice's length without the delimiter (lm-eval)
+        let raw: Vec<String> = continuations
+            .iter()
+            .map(|c| c.strip_prefix(' ').unwrap_or(c).to_string())
+            .collect();
+        let s = score(lls, &raw, gold);
+        Ok(ItemScore {
+            score: s.acc,
+            extracted: Some(s.pred.to_string()),
+            logliks: lls.iter().map(|l| l.logprob).collect(),
+            sums: vec![("acc_norm", s.acc_norm)],
+            ..Default::default()
+        })
+    }
+    fn aggregate(
+        &self,
+        items: &[ItemResult],
+        sums: &BTreeMap<&'static str, f64>,
+    ) -> BTreeMap<String, f64> {
+        let n = items.len().max(1) as f64;
+        BTreeMap::from([(
+            "acc_norm".to_string(),
+            sums.get("acc_norm").copied().unwrap_or(0.0) / n,
+        )])
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct McScore {
@@ -39,17 +95,6 @@ pub fn score(lls: &[LogLik], choices: &[String], gold: usize) -> McScore {
     }
 }
 
-/// TruthfulQA MC2: Σ p(true) / Σ p(all), with p = exp(loglikelihood).
-pub fn mc2(lls: &[LogLik], golds: &[usize]) -> f64 {
-    let max = lls
-        .iter()
-        .map(|l| l.logprob)
-        .fold(f64::NEG_INFINITY, f64::max);
-    let p: Vec<f64> = lls.iter().map(|l| (l.logprob - max).exp()).collect();
-    let t: f64 = golds.iter().filter_map(|&g| p.get(g)).sum();
-    t / p.iter().sum::<f64>()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,14 +113,5 @@ mod tests {
         let s = score(&[ll(-2.0), ll(-6.0)], &choices, 1);
         assert_eq!((s.pred, s.acc), (0, 0.0));
         assert_eq!((s.pred_norm, s.acc_norm), (1, 1.0));
-    }
-
-    #[test]
-    fn mc2_is_true_mass() {
-        let v = mc2(
-            &[ll((0.5f64).ln()), ll((0.25f64).ln()), ll((0.25f64).ln())],
-            &[0],
-        );
-        assert!((v - 0.5).abs() < 1e-12);
     }
 }

@@ -1,9 +1,98 @@
-//! Functional correctness by execution (HumanEval/MBPP): each completion is appended to the
-//! prompt, followed by the item's tests, and run in the sandbox. pass@k uses the unbiased
+//! `pass_at_k`: functional correctness by execution (HumanEval/MBPP): each completion is
+//! appended to the prompt, followed by the item's tests, and run in the sandbox. With
+//! `samples = 1` the completion is greedy; with more, each is sampled (the suite's temperature,
+//! top-p 0.95, seed = the sample's index) and the item's score is pass@1 by the unbiased
 //! estimator of Chen et al. (2021): `1 − C(n−c, k) / C(n, k)` for `n` samples of which `c` pass.
 
+use super::{ItemScore, Request, RequestContext, Response, Scorer};
+use crate::backend::GenerateRequest;
+use crate::model::generate::Decoding;
 use crate::suite::item::Item;
 use crate::suite::sandbox::{check_program, run_python, Limits, Outcome, SandboxError};
+use crate::suite::spec::{ScorerKind, SuiteSpec};
+
+pub struct PassAtK;
+
+impl Scorer for PassAtK {
+    fn kind(&self) -> ScorerKind {
+        ScorerKind::PassAtK
+    }
+    fn metric(&self) -> &'static str {
+        "pass@1"
+    }
+    fn generation_budget(&self, spec: &SuiteSpec) -> usize {
+        spec.generation.max_new_tokens
+    }
+    fn request(&self, cx: &RequestContext) -> Result<Request, String> {
+        let g = &cx.spec.generation;
+        let n = g.samples.max(1);
+        Ok(Request::Generate(
+            (0..n)
+                .map(|s| GenerateRequest {
+                    max_new_tokens: g.max_new_tokens,
+                    decoding: if n == 1 {
+                        Decoding::Greedy
+                    } else {
+                        Decoding::Sample {
+                            temperature: g.temperature,
+                            top_p: 0.95,
+                            seed: s as u64,
+                        }
+                    },
+                    stop: g.stop.clone(),
+                })
+                .collect(),
+        ))
+    }
+    fn score(&self, _: &SuiteSpec, item: &Item, response: Response) -> Result<ItemScore, String> {
+        let Response::Texts(texts) = response else {
+            return Err(format!("expected generated texts, got {response:?}"));
+        };
+        let limits = item_limits(&Limits::default(), item);
+        let mut passed = 0;
+        let mut note = None;
+        for text in &texts {
+            let outcome = run(item, text, &limits).map_err(|e| format!("code sandbox: {e}"))?;
+            if !outcome.network_isolated {
+                note.get_or_insert_with(|| {
+                    outcome
+                        .isolation_note
+                        .clone()
+                        .unwrap_or_else(|| "network not isolated".into())
+                });
+            }
+            passed += outcome.status.passed() as usize;
+        }
+        let n = texts.len();
+        Ok(ItemScore {
+            score: pass_at_k(n, passed, 1),
+            extracted: Some(format!("{passed}/{n} passed")),
+            output: texts.into_iter().next(),
+            note,
+            ..Default::default()
+        })
+    }
+    fn notes(&self, item_notes: &[String]) -> Vec<String> {
+        vec![match item_notes.first() {
+            Some(n) => format!("code ran WITHOUT network isolation: {n}"),
+            None => "code ran in a sandbox without network access".to_string(),
+        }]
+    }
+}
+
+/// The sandbox limits for one item's tests: the default, raised to the item's `time_limit` and
+/// `memory_limit` where those are larger.
+pub fn item_limits(default: &Limits, item: &Item) -> Limits {
+    let mut l = default.clone();
+    if let Some(s) = item.time_limit.filter(|s| s.is_finite() && *s > 0.0) {
+        l.wall = l.wall.max(std::time::Duration::from_secs_f64(s));
+        l.cpu_secs = l.cpu_secs.max(s.ceil() as u64);
+    }
+    if let Some(mb) = item.memory_limit {
+        l.memory_bytes = l.memory_bytes.max(mb.saturating_mul(1 << 20));
+    }
+    l
+}
 
 /// Unbiased pass@k from `n` samples with `c` correct.
 pub fn pass_at_k(n: usize, c: usize, k: usize) -> f64 {
