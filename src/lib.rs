@@ -8,6 +8,9 @@
 //! - [`error`]: the top-level error type and the exit-code contract.
 //! - [`cli`]: the `sft-eval` command line (the only module that prints).
 
+// Only the CLI prints ([lints] in Cargo.toml); unit tests may say what they measured.
+#![cfg_attr(test, allow(clippy::print_stdout, clippy::print_stderr))]
+
 pub mod audit;
 pub mod backend;
 pub mod cli;

@@ -127,8 +127,7 @@ pub fn fingerprint(path: &Path, tokenizer_dir: &Path) -> Result<String, ModelErr
         }
         h.update(&buf[..n]);
     }
-    let tok =
-        crate::suite::results::fingerprint(tokenizer_dir).map_err(|e| invalid(tokenizer_dir, e))?;
+    let tok = crate::model::fingerprint::tokenizer_fingerprint(tokenizer_dir)?;
     h.update(b"\0tokenizer\0");
     h.update(tok.as_bytes());
     Ok(format!("{:x}", h.finalize()))

@@ -122,15 +122,6 @@ impl From<crate::model::tokenizer::TokenizerError> for BackendError {
     }
 }
 
-impl From<BackendError> for crate::suite::SuiteError {
-    fn from(e: BackendError) -> Self {
-        match e {
-            BackendError::Model(m) => crate::suite::SuiteError::Model(m),
-            other => crate::suite::SuiteError::Model(ModelError::Invalid(other.to_string())),
-        }
-    }
-}
-
 impl From<BackendError> for crate::error::Error {
     fn from(e: BackendError) -> Self {
         crate::error::Error::Suite(e.into())

@@ -91,9 +91,7 @@ impl OpenAiBackend {
             Some(d) => (
                 Some(Tokenizer::from_dir(d)?),
                 ChatTemplate::from_dir(d).map_err(crate::model::ModelError::from)?,
-                crate::suite::results::fingerprint(d).map_err(|e| {
-                    BackendError::Model(crate::model::ModelError::Invalid(e.to_string()))
-                })?,
+                crate::model::fingerprint::tokenizer_fingerprint(d)?,
             ),
             None => (None, None, String::new()),
         };

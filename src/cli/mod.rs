@@ -50,8 +50,9 @@ pub enum Command {
     /// Score a checkpoint on capability suites (shipped, or public benchmarks via importers)
     /// and write per-item results; unchanged (model, suite, settings) pairs come from the cache.
     Eval(Box<EvalArgs>),
-    /// Compare fine-tunes with their base on paired items: Δ with bootstrap CI, McNemar, MDE,
-    /// Holm across suites, flipped items (markdown, JSON and SVG charts in reports/<run-id>).
+    /// Compare fine-tunes with their base on paired items: Δ (negative = worse) with a score or
+    /// t interval, McNemar, MDE, Holm across suites, flipped items (markdown, JSON and SVG charts
+    /// in reports/<run-id>).
     Compare(Box<CompareArgs>),
     /// Gate CI: exit 0 when every suite passes the policy, 1 on a regression, 2 on any error
     /// (a mismatch or a missing suite is never a pass). Markdown also goes to $GITHUB_STEP_SUMMARY.

@@ -6,6 +6,7 @@ pub mod compare;
 pub mod drift;
 pub mod policy;
 pub mod report;
+pub mod simulate;
 pub mod tradeoff;
 
 #[derive(Debug, thiserror::Error)]
@@ -17,6 +18,9 @@ pub enum GateError {
     /// A request that cannot be answered from these results (e.g. an unknown `--new-task`).
     #[error("{0}")]
     Invalid(String),
+    /// A gate policy that cannot be applied as written (the CLI names its file).
+    #[error("gate policy: {0}")]
+    Policy(String),
     #[error("{path}: {reason}")]
     File {
         path: std::path::PathBuf,
@@ -37,24 +41,44 @@ impl GateError {
     }
 }
 
-/// Read a results/baseline file; a truncated or foreign file is an error naming it.
+/// Read a results/baseline file: a truncated, foreign, older or hand-edited file is an error
+/// naming it.
 pub fn read_results(
     path: &std::path::Path,
 ) -> Result<crate::suite::results::EvalResults, GateError> {
-    let text = std::fs::read_to_string(path).map_err(|e| GateError::File {
+    crate::suite::results::EvalResults::read(path).map_err(|e| GateError::File {
         path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    let r: crate::suite::results::EvalResults =
-        serde_json::from_str(&text).map_err(|e| GateError::File {
-            path: path.to_path_buf(),
-            reason: format!("not a complete sft-eval results file ({e})"),
-        })?;
-    if r.schema_version != crate::suite::spec::SCHEMA_VERSION {
-        return Err(GateError::File {
-            path: path.to_path_buf(),
-            reason: format!("schema version {} is not supported", r.schema_version),
-        });
-    }
-    Ok(r)
+        reason: match e {
+            crate::suite::SuiteError::Spec { reason, .. } => reason,
+            other => other.to_string(),
+        },
+    })
+}
+
+/// A gate's outcome: the comparison, a verdict per suite, and whether every suite passed.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GateOutcome {
+    pub comparison: compare::Comparison,
+    pub verdicts: Vec<policy::SuiteVerdict>,
+    pub passed: bool,
+}
+
+/// Compare a fine-tune with its baseline and judge every suite by the policy. Anything that
+/// cannot be judged — different suites or items, a bad policy, a statistic that cannot be
+/// computed — is an error, never a pass.
+pub fn gate(
+    base: &crate::suite::results::EvalResults,
+    ft: &crate::suite::results::EvalResults,
+    policy: &policy::Policy,
+    boot: &crate::stats::BootstrapConfig,
+) -> Result<GateOutcome, GateError> {
+    policy.check().map_err(GateError::Policy)?;
+    let comparison = compare::compare(base, ft, policy.confidence, boot)?;
+    let verdicts = policy::judge(&comparison, policy)?;
+    let passed = !verdicts.iter().any(|v| v.fails);
+    Ok(GateOutcome {
+        comparison,
+        verdicts,
+        passed,
+    })
 }

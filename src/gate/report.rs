@@ -2,32 +2,53 @@
 
 use tabled::{builder::Builder, settings::Style};
 
-use super::compare::Comparison;
+use super::compare::{Comparison, SuiteComparison};
 use super::policy::SuiteVerdict;
-
-fn pct(x: f64) -> String {
-    format!("{:.1}", 100.0 * x)
-}
+use crate::report::percent;
+use crate::suite::scorer::{Direction, Unit};
 
 /// Signed points with one decimal; `+0.0` rather than `-0.0`.
 fn pts(x: f64) -> String {
-    let v = 100.0 * x;
-    if v.abs() < 0.05 {
-        "+0.0".into()
+    signed(Unit::Proportion, x)
+}
+
+/// A value in a unit's display form (points with one decimal; nats with three).
+pub fn value(unit: Unit, x: f64) -> String {
+    format!("{:.*}", unit.decimals(), unit.display(x))
+}
+
+/// A signed difference in a unit's display form, never `-0.0`.
+pub fn signed(unit: Unit, x: f64) -> String {
+    let v = unit.display(x);
+    let d = unit.decimals();
+    if v.abs() < 0.5 * 10f64.powi(-(d as i32)) {
+        format!("+{:.*}", d, 0.0)
     } else {
-        format!("{v:+.1}")
+        format!("{v:+.d$}")
+    }
+}
+
+/// The metric with its unit and, for lower-is-better metrics, the direction.
+fn metric_label(s: &SuiteComparison) -> String {
+    match s.direction {
+        Direction::HigherIsBetter => format!("{} ({})", s.metric, s.unit.label()),
+        Direction::LowerIsBetter => {
+            format!("{} ({}, lower is better)", s.metric, s.unit.label())
+        }
     }
 }
 
 pub fn markdown(c: &Comparison, verdicts: Option<&[SuiteVerdict]>) -> String {
+    let ci = format!("{}% CI of Δ", percent(c.confidence));
     let mut b = Builder::default();
     let mut head = vec![
         "suite",
+        "metric",
         "n",
         "base",
         "fine-tuned",
-        "Δ (pts)",
-        "95% CI",
+        "Δ",
+        ci.as_str(),
         "p (Holm)",
         "McNemar p",
         "MDE",
@@ -37,22 +58,26 @@ pub fn markdown(c: &Comparison, verdicts: Option<&[SuiteVerdict]>) -> String {
         head.push("verdict");
     }
     b.push_record(head.iter().map(|s| s.to_string()));
+    let verdict_of = |suite: &str| verdicts.and_then(|v| v.iter().find(|x| x.suite == suite));
     for s in &c.suites {
+        let u = s.unit;
+        let mde = verdict_of(&s.suite).map_or(s.mde, |v| v.mde);
+        let mde = mde.map_or("none".into(), |m| value(u, m));
         let mut row = vec![
             s.suite.clone(),
+            metric_label(s),
             s.n.to_string(),
-            pct(s.base),
-            pct(s.finetuned),
-            format!("{:+.1}", 100.0 * s.delta),
-            format!("[{:+.1}, {:+.1}]", 100.0 * s.ci.lower, 100.0 * s.ci.upper),
+            value(u, s.base),
+            value(u, s.finetuned),
+            signed(u, s.delta),
+            format!("[{}, {}]", signed(u, s.ci.lower), signed(u, s.ci.upper)),
             format!("{:.3}", s.p_holm),
             s.mcnemar_p.map_or("–".into(), |p| format!("{p:.3}")),
-            pct(s.mde),
+            mde,
             format!("{} → {}", s.format_failures_base, s.format_failures_ft),
         ];
-        if let Some(v) = verdicts {
-            let sv = v.iter().find(|x| x.suite == s.suite);
-            row.push(sv.map_or("–".into(), |x| {
+        if verdicts.is_some() {
+            row.push(verdict_of(&s.suite).map_or("–".into(), |x| {
                 format!("{}{:?}", if x.fails { "❌ " } else { "✅ " }, x.verdict)
             }));
         }
@@ -60,29 +85,54 @@ pub fn markdown(c: &Comparison, verdicts: Option<&[SuiteVerdict]>) -> String {
     }
     let mut t = b.build();
     t.with(Style::markdown());
+    let methods: Vec<&str> = {
+        let mut m: Vec<&str> = c.suites.iter().map(|s| s.interval.label()).collect();
+        m.dedup();
+        m.sort();
+        m.dedup();
+        m
+    };
+    let macro_line = match (c.macro_delta, &c.worst_suite) {
+        (Some(m), Some(w)) => format!(
+            "Macro Δ {} pts over the suites in points; worst suite: {w}. ",
+            pts(m)
+        ),
+        _ => String::new(),
+    };
+    let mde_line = if verdicts.is_some() {
+        "MDE: the smallest true drop the gate fails with 80% power (none: no outcome of the items fails)"
+    } else {
+        "MDE: the smallest true drop shown as significant with 80% power (none: no outcome would be)"
+    };
     let mut out = format!(
-        "## sft-eval: {} vs {}\n\n{t}\n\nMacro Δ {:+.1} pts; worst suite: {}. CIs: paired bootstrap, {} resamples, seed {}; MDE at α = 0.05, power 0.8.\n",
+        "## sft-eval: {} vs {}\n\n{t}\n\nΔ is the change in the better direction: negative means worse (for a lower-is-better metric such as NLL, a rise), in points (pts) or the metric's unit. {macro_line}Intervals ({}% two-sided): {}. {mde_line}, assuming items vary as much as the base's scores (exact for independent binary items up to 2000).\n",
         c.finetuned_model,
         c.base_model,
-        100.0 * c.macro_delta,
-        c.worst_suite.as_deref().unwrap_or("–"),
-        c.resamples,
-        c.seed
+        percent(c.confidence),
+        methods.join("; "),
     );
     if let Some(v) = verdicts {
         out.push_str("\n### Verdicts\n\n");
         for x in v {
-            let mde = c
-                .suites
-                .iter()
-                .find(|s| s.suite == x.suite)
-                .map_or(f64::NAN, |s| s.mde);
+            let Some(s) = c.suites.iter().find(|s| s.suite == x.suite) else {
+                continue;
+            };
+            let u = s.unit;
+            let power = match x.mde {
+                Some(m) => format!(
+                    "these items fail a true drop of {} {} or more with 80% power",
+                    value(u, m),
+                    u.label()
+                ),
+                None => "no outcome of these items could fail the gate".into(),
+            };
             out.push_str(&format!(
-                "- **{}**: {:?} — {}; with these items a drop of {:.1} pts or more would be detected (80% power)\n",
+                "- **{}**: {:?} — {}; {power} (margin {} {})\n",
                 x.suite,
                 x.verdict,
                 x.reason,
-                100.0 * mde
+                value(u, x.limits.margin),
+                u.label(),
             ));
         }
     }
@@ -135,7 +185,7 @@ pub fn several_markdown(base: &str, finetunes: &[(String, &Comparison)]) -> Stri
         b.push_record([
             name.clone(),
             c.suites.len().to_string(),
-            pts(c.macro_delta),
+            c.macro_delta.map_or("–".into(), pts),
             worst,
         ]);
     }
@@ -152,7 +202,7 @@ pub fn tradeoff_markdown(rows: &[(String, super::tradeoff::Tradeoff)], confidenc
     let Some((_, first)) = rows.first() else {
         return String::new();
     };
-    let ci = format!("{:.0}% CI", 100.0 * confidence);
+    let ci = format!("{}% CI", percent(confidence));
     let mut b = Builder::default();
     b.push_record([
         "fine-tune".to_string(),
@@ -177,7 +227,7 @@ pub fn tradeoff_markdown(rows: &[(String, super::tradeoff::Tradeoff)], confidenc
     let mut t = b.build();
     t.with(Style::markdown());
     format!(
-        "\n### New-task gain vs forgetting\n\nGain: Δ on `{}` (paired bootstrap CI). Forgetting: mean drop on {} (positive = forgot; normal CI from the suites' paired standard errors).\n\n{t}\n",
+        "\n### New-task gain vs forgetting\n\nGain: Δ on `{}` (its decision interval). Forgetting: mean drop on {} (positive = forgot; normal CI from each suite's interval half-width).\n\n{t}\n",
         first.new_task,
         first
             .other_suites
@@ -212,8 +262,9 @@ pub fn insert_charts(md: &str, charts: &[(&str, &str)]) -> String {
     }
 }
 
-/// The rows of the Δ-with-CI chart, in points; `prefix` labels rows `prefix: suite` (for several
-/// fine-tunes in one chart); verdicts colour them.
+/// The rows of the Δ-with-CI chart, in points (suites in other units are left out: the chart
+/// has one axis); `prefix` labels rows `prefix: suite` (for several fine-tunes in one chart);
+/// verdicts colour them.
 pub fn delta_rows(
     c: &Comparison,
     verdicts: Option<&[SuiteVerdict]>,
@@ -221,6 +272,7 @@ pub fn delta_rows(
 ) -> Vec<crate::report::DeltaRow> {
     c.suites
         .iter()
+        .filter(|s| s.unit == Unit::Proportion)
         .map(|s| crate::report::DeltaRow {
             label: match prefix {
                 Some(p) => format!("{p}: {}", s.suite),

@@ -3,9 +3,10 @@
 
 use serde::Serialize;
 
-use super::compare::Comparison;
+use super::compare::{Comparison, SuiteComparison};
 use super::GateError;
 use crate::stats::Interval;
+use crate::suite::scorer::Unit;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Tradeoff {
@@ -14,12 +15,13 @@ pub struct Tradeoff {
     pub new_task: String,
     /// Δ on the new-task suite (fine-tune − base, score units)
     pub gain: f64,
-    /// its paired bootstrap interval
+    /// its decision interval
     pub gain_ci: Interval,
     /// mean drop over the other suites: mean of (base − fine-tune); positive = forgot
     pub forgetting: f64,
-    /// normal interval of that mean from the suites' paired standard errors
-    /// (the suites are disjoint item sets, so their Δs are independent)
+    /// normal interval of that mean, each suite's standard error taken from its decision
+    /// interval's half-width (so a suite where nothing flipped still counts its uncertainty; the
+    /// suites are disjoint item sets, so their Δs are independent)
     pub forgetting_ci: Interval,
     /// the suites `forgetting` averages over
     pub other_suites: Vec<String>,
@@ -48,9 +50,22 @@ pub fn tradeoff(c: &Comparison, new_task: &str) -> Result<Tradeoff, GateError> {
             "forgetting needs a suite besides the new task `{new_task}`"
         )));
     }
+    if let Some(s) = c.suites.iter().find(|s| s.unit != Unit::Proportion) {
+        return Err(GateError::Invalid(format!(
+            "gain and forgetting average suites in points; `{}` is scored in {}: compare it without --new-task",
+            s.suite,
+            s.unit.label()
+        )));
+    }
     let k = others.len() as f64;
     let forgetting = -others.iter().map(|s| s.delta).sum::<f64>() / k;
-    let se = others.iter().map(|s| s.se * s.se).sum::<f64>().sqrt() / k;
+    let half_se = |s: &SuiteComparison| (s.ci.upper - s.ci.lower) / (2.0 * s.critical);
+    let se = others
+        .iter()
+        .map(|s| half_se(s).powi(2))
+        .sum::<f64>()
+        .sqrt()
+        / k;
     let z = crate::stats::dist::normal_quantile(0.5 + c.confidence / 2.0)
         .map_err(|e| GateError::Stats(e.to_string()))?;
     Ok(Tradeoff {
@@ -70,26 +85,43 @@ pub fn tradeoff(c: &Comparison, new_task: &str) -> Result<Tradeoff, GateError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gate::compare::SuiteComparison;
+    use crate::stats::IntervalMethod;
+    use crate::suite::scorer::Direction;
 
     fn suite(name: &str, delta: f64, se: f64) -> SuiteComparison {
+        // an interval of half-width 1.96·se
+        let z = 1.959963984540054;
         SuiteComparison {
             suite: name.into(),
             capability: "c".into(),
             metric: "acc".into(),
+            unit: Unit::Proportion,
+            direction: Direction::HigherIsBetter,
             n: 100,
             base: 0.5,
             finetuned: 0.5 + delta,
             delta,
-            se,
             ci: Interval {
-                lower: delta - 0.1,
-                upper: delta + 0.1,
+                lower: delta - z * se,
+                upper: delta + z * se,
             },
+            interval: IntervalMethod::TangoScore,
+            critical: z,
+            se,
+            clusters: None,
+            design_effect: 1.0,
+            counts: None,
+            binary: true,
             p_value: 1.0,
             p_holm: 1.0,
             mcnemar_p: None,
-            mde: 0.1,
+            sigma: 0.5,
+            mde_excess: 0.1,
+            mde: Some(0.1),
+            bootstrap_ci: Interval {
+                lower: delta,
+                upper: delta,
+            },
             relative_drop: None,
             format_failures_base: 0,
             format_failures_ft: 0,
@@ -105,7 +137,7 @@ mod tests {
             resamples: 100,
             seed: 0,
             suites,
-            macro_delta: 0.0,
+            macro_delta: None,
             worst_suite: None,
         }
     }

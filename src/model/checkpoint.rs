@@ -39,50 +39,58 @@ pub struct WeightFiles {
     pub sharded: bool,
 }
 
-impl WeightFiles {
-    pub fn open(dir: &Path) -> Result<WeightFiles, ModelError> {
-        let index_path = dir.join(SHARD_INDEX);
-        let single = dir.join(SINGLE_WEIGHTS);
-        let (files, sharded) = if index_path.exists() {
-            let index = read_json(&index_path)?;
-            let map = index
-                .get("weight_map")
-                .and_then(|m| m.as_object())
-                .ok_or_else(|| ModelError::InvalidConfig {
-                    path: index_path.clone(),
-                    field: "weight_map".into(),
-                    reason: "missing or not an object".into(),
-                })?;
-            let mut files: Vec<String> = Vec::new();
-            for (name, file) in map {
-                let file = file.as_str().ok_or_else(|| ModelError::InvalidConfig {
+/// The weight files a checkpoint folder holds, as the loader reads them: the shards that
+/// `model.safetensors.index.json` lists (sorted, each once), or `model.safetensors`; and whether
+/// it is sharded.
+pub fn weight_file_names(dir: &Path) -> Result<(Vec<String>, bool), ModelError> {
+    let index_path = dir.join(SHARD_INDEX);
+    let single = dir.join(SINGLE_WEIGHTS);
+    let listed = if index_path.exists() {
+        let index = read_json(&index_path)?;
+        let map = index
+            .get("weight_map")
+            .and_then(|m| m.as_object())
+            .ok_or_else(|| ModelError::InvalidConfig {
+                path: index_path.clone(),
+                field: "weight_map".into(),
+                reason: "missing or not an object".into(),
+            })?;
+        let mut files: Vec<String> = Vec::new();
+        for (name, file) in map {
+            let file = file.as_str().ok_or_else(|| ModelError::InvalidConfig {
+                path: index_path.clone(),
+                field: format!("weight_map.{name}"),
+                reason: "expected a file name".into(),
+            })?;
+            if file.contains('/') || file.contains("..") {
+                return Err(ModelError::InvalidConfig {
                     path: index_path.clone(),
                     field: format!("weight_map.{name}"),
-                    reason: "expected a file name".into(),
-                })?;
-                if file.contains('/') || file.contains("..") {
-                    return Err(ModelError::InvalidConfig {
-                        path: index_path.clone(),
-                        field: format!("weight_map.{name}"),
-                        reason: format!("shard {file:?} is not a plain file name"),
-                    });
-                }
-                if !files.iter().any(|f| f == file) {
-                    files.push(file.to_string());
-                }
+                    reason: format!("shard {file:?} is not a plain file name"),
+                });
             }
-            files.sort();
-            (files, true)
-        } else if single.exists() {
-            (vec![SINGLE_WEIGHTS.to_string()], false)
+            if !files.iter().any(|f| f == file) {
+                files.push(file.to_string());
+            }
+        }
+        files.sort();
+        (files, true)
+    } else if single.exists() {
+        (vec![SINGLE_WEIGHTS.to_string()], false)
+    } else {
+        let hint = if dir.join("pytorch_model.bin").exists() {
+            Some("only pytorch_model.bin was found: sft-eval reads safetensors; convert with `model.save_pretrained(dir, safe_serialization=True)`".into())
         } else {
-            let hint = if dir.join("pytorch_model.bin").exists() {
-                Some("only pytorch_model.bin was found: sft-eval reads safetensors; convert with `model.save_pretrained(dir, safe_serialization=True)`".into())
-            } else {
-                Some(format!("a Hugging Face checkpoint folder holds {SINGLE_WEIGHTS} or {SHARD_INDEX} with its shards"))
-            };
-            return Err(ModelError::MissingFile { path: single, hint });
+            Some(format!("a Hugging Face checkpoint folder holds {SINGLE_WEIGHTS} or {SHARD_INDEX} with its shards"))
         };
+        return Err(ModelError::MissingFile { path: single, hint });
+    };
+    Ok(listed)
+}
+
+impl WeightFiles {
+    pub fn open(dir: &Path) -> Result<WeightFiles, ModelError> {
+        let (files, sharded) = weight_file_names(dir)?;
         let mut maps = Vec::with_capacity(files.len());
         let mut tensors = BTreeMap::new();
         for (i, f) in files.iter().enumerate() {

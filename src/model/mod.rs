@@ -14,6 +14,7 @@ pub mod config;
 pub mod decoder;
 pub mod device;
 mod error;
+pub mod fingerprint;
 pub mod generate;
 pub mod info;
 pub mod kernels;

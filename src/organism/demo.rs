@@ -14,15 +14,16 @@ use serde::Serialize;
 use tabled::{builder::Builder, settings::Style};
 
 use super::OrganismError;
-use crate::gate::compare::{compare, Comparison};
-use crate::gate::policy::{judge, Policy, SuitePolicy, SuiteVerdict};
+use crate::gate::compare::Comparison;
+use crate::gate::policy::{Policy, SuitePolicy, SuiteVerdict};
 use crate::gate::tradeoff::{tradeoff, Tradeoff};
 use crate::model::params::FreezeSpec;
-use crate::model::{LoadOptions, Model};
-use crate::report::{self, DeltaRow, GainPoint, LossSeries};
+use crate::model::LoadOptions;
+use crate::report::{self, GainPoint, LossSeries};
 use crate::stats::BootstrapConfig;
-use crate::suite::results::{fingerprint, EvalResults, ModelRef};
-use crate::suite::runner::{run_suite, EvalSettings, OverContext, SuiteObserver};
+use crate::suite::evaluate::{evaluate_checkpoint, EvalObserver, NamedSuite};
+use crate::suite::results::{EvalResults, ModelRef};
+use crate::suite::runner::{EvalSettings, OverContext};
 use crate::suite::spec::Suite;
 use crate::train::config::{KlConfig, KlOn, LoraConfig, ReplayConfig, TrainConfig};
 use crate::train::observer::TrainObserver;
@@ -216,7 +217,7 @@ pub fn variants(organism: &Path, quick: bool) -> Vec<Variant> {
 }
 
 /// What the demo reports as it goes.
-pub trait DemoObserver: TrainObserver + SuiteObserver {
+pub trait DemoObserver: TrainObserver + EvalObserver {
     fn stage(&mut self, _what: &str) {}
 }
 
@@ -266,31 +267,24 @@ fn settings(quick: bool) -> EvalSettings {
 
 fn evaluate(
     dir: &Path,
-    suites: &[Suite],
+    suites: &[NamedSuite],
     settings: &EvalSettings,
     obs: &mut dyn DemoObserver,
 ) -> Result<EvalResults, OrganismError> {
-    let model = Model::load(dir, &LoadOptions::default())?;
-    let mut results = Vec::new();
-    for s in suites {
-        let mut r = run_suite(&model, s, settings, obs)?;
-        r.source = Some(s.dir.display().to_string());
-        results.push(r);
-    }
-    Ok(EvalResults::new(
-        ModelRef {
-            path: dir.display().to_string(),
-            fingerprint: fingerprint(dir)?,
-        },
-        settings.clone(),
-        results,
-    ))
+    Ok(evaluate_checkpoint(
+        dir,
+        suites,
+        settings,
+        None,
+        &LoadOptions::default(),
+        obs,
+    )?)
 }
 
 fn policy() -> Policy {
     Policy {
         default: SuitePolicy {
-            margin: MARGIN,
+            margin: Some(MARGIN),
             ..SuitePolicy::default()
         },
         ..Policy::default()
@@ -307,7 +301,11 @@ pub fn run_demo(cfg: &DemoConfig, obs: &mut dyn DemoObserver) -> Result<DemoRepo
     let suites_dir = cfg.organism.join("suites");
     let mut suites = Vec::new();
     for name in SKILLS.iter().chain(["convert"].iter()) {
-        suites.push(Suite::load(&suites_dir.join(name))?);
+        let dir = suites_dir.join(name);
+        suites.push(NamedSuite {
+            source: dir.display().to_string(),
+            suite: Suite::load(&dir)?,
+        });
     }
     let settings = settings(cfg.quick);
     let vs = variants(&cfg.organism, cfg.quick);
@@ -339,10 +337,10 @@ pub fn run_demo(cfg: &DemoConfig, obs: &mut dyn DemoObserver) -> Result<DemoRepo
             .unwrap_or(summary.final_dir.clone());
         obs.stage(&format!("[{}/{total}] scoring: {label}", i + 1));
         let ft = evaluate(&ft_dir, &suites, &settings, obs)?;
-        let mut c = compare(&base, &ft, 0.95, &boot)?;
+        let outcome = crate::gate::gate(&base, &ft, &policy(), &boot)?;
+        let (mut c, verdicts) = (outcome.comparison, outcome.verdicts);
         c.base_model = "organism".into();
         c.finetuned_model = label.clone();
-        let verdicts = judge(&c, &policy());
         let failed_suites = verdicts
             .iter()
             .filter(|v| v.fails && v.suite != NEW_TASK)
@@ -450,7 +448,8 @@ pub fn markdown(r: &DemoReport) -> String {
     md.push_str(&format!(
         "The organism (`{}`, fingerprint `{}`) was fine-tuned on a task it had never seen — unit \
 conversion answered as `=> 7000 m` — naively and with each mitigation. Every fine-tune is \
-compared with the base on the same items (paired bootstrap 95% CIs); the gate fails a suite whose \
+compared with the base on the same items (95% score intervals that keep their width when little \
+changed); the gate fails a suite whose \
 drop is not shown to be within {:.0} points. Gain is the Δ on `{NEW_TASK}`; forgetting is the \
 mean drop over the four skills.{}\n\n",
         r.organism.path,
@@ -604,20 +603,8 @@ fn write_report(r: &DemoReport, dir: &Path) -> Result<(), OrganismError> {
         .iter()
         .find(|o| o.variant.family == "naive")
         .map(|o| {
-            let rows: Vec<DeltaRow> = o
-                .comparison
-                .suites
-                .iter()
-                .map(|s| DeltaRow {
-                    label: s.suite.clone(),
-                    delta: 100.0 * s.delta,
-                    lower: 100.0 * s.ci.lower,
-                    upper: 100.0 * s.ci.upper,
-                    fails: Some(o.failed_suites.contains(&s.suite)),
-                })
-                .collect();
             report::delta_ci_svg_with(
-                &rows,
+                &crate::gate::report::delta_rows(&o.comparison, Some(&o.verdicts), None),
                 &report::DeltaChartOptions {
                     title: "naive fine-tune: Δ per suite (points, 95% CI)".into(),
                     confidence: 0.95,

@@ -8,7 +8,7 @@ use super::chart::{
 };
 
 /// One row of the forest plot. All numbers are in points (percentage points: 100 × the
-/// difference of mean scores), fine-tune − base, so a drop is negative.
+/// difference of mean scores), oriented so that a drop (the fine-tune worse) is negative.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeltaRow {
     /// the suite (or `fine-tune: suite`)
@@ -99,8 +99,8 @@ pub fn delta_ci_svg_with(rows: &[DeltaRow], opts: &DeltaChartOptions) -> String 
                 .x_label_formatter(&|v| tick(*v))
                 .label_style(text_style(13))
                 .x_desc(format!(
-                    "Δ fine-tune − base (points), {:.0}% interval",
-                    100.0 * opts.confidence
+                    "Δ in points (negative = worse), {}% interval",
+                    super::percent(opts.confidence)
                 ))
                 .axis_desc_style(text_style(14))
                 .draw(),

@@ -96,6 +96,16 @@ pub fn write_report_files(dir: &Path, files: &[(&str, &str)]) -> Result<(), Repo
     Ok(())
 }
 
+/// A confidence level as a percentage: `95`, `97.5`.
+pub fn percent(confidence: f64) -> String {
+    let v = 100.0 * confidence;
+    if (v - v.round()).abs() < 1e-9 {
+        format!("{v:.0}")
+    } else {
+        format!("{}", (v * 1e6).round() / 1e6)
+    }
+}
+
 /// A file-name-safe slug: ASCII letters, digits, `.`, `_` and `-`; anything else becomes `_`;
 /// at most 40 characters.
 fn slug(name: &str) -> String {

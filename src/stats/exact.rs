@@ -152,6 +152,92 @@ fn tail_probability(
     total.min(1.0)
 }
 
+/// The largest `n` for which [`exact_fail_mde`] enumerates (about 10 exact tests of ≤ 10 ms).
+pub const MAX_EXACT_MDE_N: u64 = 2000;
+
+/// The smallest true drop that a suite of `n` independent binary items fails — its score
+/// interval's lower end of the drop above `margin` *and* the exact test at the margin
+/// significant, both at `confidence` — with probability `power`, when every flip is a loss
+/// (the case easiest to detect). `None` when no outcome of `n` items fails at all.
+pub fn exact_fail_mde(n: u64, margin: f64, confidence: f64, power: f64) -> Result<Option<f64>> {
+    // the same question comes back for every suite of the same size (and in simulations, for
+    // every replication): remember the answers
+    type Key = (u64, u64, u64, u64);
+    static MEMO: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<Key, Option<f64>>>,
+    > = std::sync::OnceLock::new();
+    let key = (n, margin.to_bits(), confidence.to_bits(), power.to_bits());
+    let memo = MEMO.get_or_init(Default::default);
+    if let Some(v) = memo.lock().ok().and_then(|m| m.get(&key).copied()) {
+        return Ok(v);
+    }
+    let v = compute_fail_mde(n, margin, confidence, power)?;
+    if let Ok(mut m) = memo.lock() {
+        m.insert(key, v);
+    }
+    Ok(v)
+}
+
+fn compute_fail_mde(n: u64, margin: f64, confidence: f64, power: f64) -> Result<Option<f64>> {
+    super::check_confidence(confidence)?;
+    super::check_open_unit("power", power)?;
+    if n == 0 || n > MAX_EXACT_MDE_N || !(0.0..1.0).contains(&margin) {
+        return Err(StatsError::InvalidParameter {
+            name: "n",
+            value: n as f64,
+            reason: "exact MDE needs 1 ≤ n ≤ MAX_EXACT_MDE_N and a margin in [0, 1)",
+        });
+    }
+    let z = super::dist::two_sided_z(confidence)?;
+    let alpha = 0.5 * (1.0 - confidence);
+    let fails = |b: u64| -> Result<bool> {
+        let c = PairedCounts {
+            n: n as f64,
+            losses: b as f64,
+            gains: 0.0,
+        };
+        if super::tango::score_interval(&c, z, 1.0)?.lower <= margin {
+            return Ok(false);
+        }
+        Ok(exact_p_value(b, 0, n, margin, Alternative::DropAbove, BERGER_BOOS_GAMMA)? <= alpha)
+    };
+    if !fails(n)? {
+        return Ok(None);
+    }
+    // more losses are more evidence: the smallest count that fails
+    let (mut lo, mut hi) = (0u64, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if fails(mid)? {
+            hi = mid;
+        } else {
+            lo = mid + 1;
+        }
+    }
+    let b_star = lo;
+    // P(Bin(n, D) ≥ b*) grows with D: bisect for the power
+    let power_at = |d: f64| -> Result<f64> {
+        if b_star == 0 {
+            Ok(1.0)
+        } else {
+            super::dist::binomial_sf(b_star - 1, n, d)
+        }
+    };
+    let (mut a, mut b) = (margin, 1.0);
+    if power_at(a)? >= power {
+        return Ok(Some(a));
+    }
+    for _ in 0..100 {
+        let m = 0.5 * (a + b);
+        if power_at(m)? >= power {
+            b = m;
+        } else {
+            a = m;
+        }
+    }
+    Ok(Some(b))
+}
+
 /// The supremum of `f` on `[lo, hi]`: a grid, then golden-section search between the best grid
 /// point's neighbours.
 fn maximise(f: impl Fn(f64) -> f64, lo: f64, hi: f64) -> f64 {
@@ -325,6 +411,44 @@ mod tests {
             }
             assert!(rejected <= alpha, "n={n} s={s}: size {rejected}");
         }
+    }
+
+    #[test]
+    fn the_exact_mde_is_what_the_items_can_fail() {
+        // 5 items cannot fail a 2-point margin whatever happens
+        assert_eq!(exact_fail_mde(5, 0.02, 0.95, 0.8).unwrap(), None);
+        // 200 items: the stated drop fails 80% of the time, a smaller one less often
+        let d = exact_fail_mde(200, 0.02, 0.95, 0.8).unwrap().unwrap();
+        assert!(d > 0.02 && d < 0.2, "{d}");
+        let c = PairedCounts {
+            n: 200.0,
+            losses: 0.0,
+            gains: 0.0,
+        };
+        let z = crate::stats::dist::two_sided_z(0.95).unwrap();
+        let rate = |drop: f64| {
+            let mut p = 0.0;
+            for b in 0..=200u64 {
+                let c = PairedCounts {
+                    losses: b as f64,
+                    ..c
+                };
+                let fail = crate::stats::tango::score_interval(&c, z, 1.0)
+                    .unwrap()
+                    .lower
+                    > 0.02
+                    && exact_p_value(b, 0, 200, 0.02, Alternative::DropAbove, 1e-3).unwrap()
+                        <= 0.025;
+                if fail {
+                    let ln = LnFactorials::new(200).ln_multinomial(200, b, 0);
+                    p += (ln + b as f64 * drop.ln() + (200 - b) as f64 * (1.0 - drop).ln()).exp();
+                }
+            }
+            p
+        };
+        assert!((rate(d) - 0.8).abs() < 1e-6, "{}", rate(d));
+        assert!(rate(0.9 * d) < 0.8);
+        assert!(exact_fail_mde(3000, 0.02, 0.95, 0.8).is_err());
     }
 
     #[test]

@@ -7,8 +7,8 @@
 //! | scores | clusters | interval |
 //! |---|---|---|
 //! | in `[0, 1]` (binary or fractional) | none | Tango's score interval, `z` critical value ([`super::tango`]) |
-//! | in `[0, 1]` | `G ≥ 2` | Tango's, variance × max(1, design effect), `t(G − 1)` critical value |
-//! | unbounded (e.g. NLL) | none | Student t, `df = n − 1` |
+//! | in `[0, 1]` | `G ≥ 2` | the hull of Tango's (with a `t(G − 1)` critical value) and the cluster-robust t interval (CR1, `t(G − 1)`) |
+//! | unbounded (e.g. NLL) | none | skewness-corrected t, `df = n − 1` ([`super::skew`]) |
 //! | unbounded | `G ≥ 2` | cluster-robust (CR1) SE, Student t, `df = G − 1` |
 //!
 //! Binary suites without clusters also get an exact confirmation of the verdict
@@ -19,6 +19,7 @@ use std::hash::Hash;
 use serde::Serialize;
 
 use super::paired::{critical_value, paired_summary, paired_summary_clustered, CiMethod};
+use super::skew::skew_corrected_interval;
 use super::tango::{score_interval, PairedCounts};
 use super::{mcnemar_from_scores, Interval, McNemarMethod, Result, StatsError};
 
@@ -28,10 +29,12 @@ use super::{mcnemar_from_scores, Interval, McNemarMethod, Result, StatsError};
 pub enum IntervalMethod {
     /// Tango's score interval (scores in `[0, 1]`)
     TangoScore,
-    /// Tango's score interval, variance × the design effect, `t(G − 1)` critical values
+    /// the hull of Tango's score interval and the cluster-robust t interval, both with `t(G − 1)`
+    /// critical values: the first keeps its width when nothing flipped, the second counts how
+    /// the flips cluster
     TangoScoreClustered,
-    /// the paired Student t interval (`df = n − 1`)
-    StudentT,
+    /// the paired t interval corrected for skewness (Hall 1992; `df = n − 1`)
+    SkewCorrectedT,
     /// cluster-robust (CR1) standard error with `t(G − 1)` critical values
     StudentTClustered,
 }
@@ -41,8 +44,8 @@ impl IntervalMethod {
     pub fn label(self) -> &'static str {
         match self {
             IntervalMethod::TangoScore => "Tango score",
-            IntervalMethod::TangoScoreClustered => "Tango score × design effect, t(G−1)",
-            IntervalMethod::StudentT => "paired t",
+            IntervalMethod::TangoScoreClustered => "Tango score ∪ cluster-robust t(G−1)",
+            IntervalMethod::SkewCorrectedT => "skewness-corrected paired t",
             IntervalMethod::StudentTClustered => "cluster-robust t(G−1)",
         }
     }
@@ -94,16 +97,25 @@ pub fn paired_interval<C: Hash + Eq>(
     let design_effect = summary.clustered.as_ref().map_or(1.0, |c| c.design_effect);
     let binary = base.iter().chain(ft).all(|x| *x == 0.0 || *x == 1.0);
     if !bounded {
+        let (method, ci, critical) = match n_clusters {
+            Some(_) => (
+                IntervalMethod::StudentTClustered,
+                summary.ci,
+                summary.critical,
+            ),
+            None => {
+                let d: Vec<f64> = base.iter().zip(ft).map(|(b, f)| f - b).collect();
+                let (ci, c, _) = skew_corrected_interval(&d, confidence)?;
+                (IntervalMethod::SkewCorrectedT, ci, c)
+            }
+        };
         return Ok(PairedInterval {
-            method: match n_clusters {
-                Some(_) => IntervalMethod::StudentTClustered,
-                None => IntervalMethod::StudentT,
-            },
+            method,
             n: summary.n,
             delta: summary.delta,
-            ci: summary.ci,
+            ci,
             confidence,
-            critical: summary.critical,
+            critical,
             se: summary.se,
             sd_d: summary.sd_d,
             clusters: n_clusters,
@@ -114,19 +126,25 @@ pub fn paired_interval<C: Hash + Eq>(
         });
     }
     let counts = PairedCounts::from_scores(base, ft)?;
-    let (method, critical, inflation) = match n_clusters {
+    let (method, critical) = match n_clusters {
         Some(g) => (
             IntervalMethod::TangoScoreClustered,
             critical_value(confidence, CiMethod::StudentT, (g - 1) as f64)?,
-            design_effect.max(1.0),
         ),
         None => (
             IntervalMethod::TangoScore,
             critical_value(confidence, CiMethod::Normal, 0.0)?,
-            1.0,
         ),
     };
-    let drop = score_interval(&counts, critical, inflation)?;
+    let drop = score_interval(&counts, critical, 1.0)?;
+    // with clusters, also the cluster-robust interval (of Δ, so its ends swap sides)
+    let drop = match n_clusters {
+        Some(_) => Interval {
+            lower: drop.lower.min(-summary.ci.upper),
+            upper: drop.upper.max(-summary.ci.lower),
+        },
+        None => drop,
+    };
     let p_value = if binary && n_clusters.is_none() {
         mcnemar_from_scores(base, ft, McNemarMethod::Auto)?.p_value
     } else {
@@ -181,10 +199,10 @@ mod tests {
         let b = [0.2, 0.5, 0.9, 0.4, 0.7, 0.1];
         let f = [0.1, 0.6, 0.7, 0.4, 0.5, 0.2];
         let i = paired_interval(&b, &f, NONE, false, 0.95).unwrap();
-        assert_eq!(i.method, IntervalMethod::StudentT);
+        assert_eq!(i.method, IntervalMethod::SkewCorrectedT);
         assert!(!i.binary && i.counts.is_none());
-        let s = paired_summary(&b, &f, 0.95, CiMethod::StudentT).unwrap();
-        assert_eq!(i.ci, s.ci);
+        let d: Vec<f64> = b.iter().zip(&f).map(|(b, f)| f - b).collect();
+        assert_eq!(i.ci, skew_corrected_interval(&d, 0.95).unwrap().0);
         let i = paired_interval(&b, &f, NONE, true, 0.95).unwrap();
         assert_eq!(i.method, IntervalMethod::TangoScore);
         assert!((i.counts.unwrap().losses - 0.5).abs() < 1e-12);
@@ -211,5 +229,11 @@ mod tests {
         let cl = paired_interval(&b, &f, Some(&g[..]), true, 0.95).unwrap();
         assert!(cl.design_effect > 1.0);
         assert!(cl.ci.lower < iid.ci.lower, "{:?} vs {:?}", cl.ci, iid.ci);
+        // it holds the cluster-robust t interval…
+        let t = paired_summary_clustered(&b, &f, &g, 0.95, CiMethod::StudentT).unwrap();
+        assert!(cl.ci.lower <= t.ci.lower && cl.ci.upper >= t.ci.upper);
+        // …and keeps a width when nothing flipped, where that one is a point
+        let same = paired_interval(&b, &b, Some(&g[..]), true, 0.95).unwrap();
+        assert!(same.ci.lower < -0.3, "{:?}", same.ci);
     }
 }

@@ -20,6 +20,7 @@
 //! | non-inferiority verdict (the CI gate) | [`noninferiority`] | Wellek 2010; Piaggio et al. 2012 (CONSORT) |
 //! | score interval for a paired difference of proportions | [`tango`] | Tango 1998; Nam 1997 |
 //! | exact unconditional test at a margin (binary pairs) | [`exact`] | Berger & Boos 1994 |
+//! | skewness-corrected t interval for a mean | [`skew`] | Hall 1992; Johnson 1978 |
 //! | the gate's decision interval (which of the above, by scores and clusters) | [`interval`] | |
 //! | normal, χ²(1), binomial, Student t functions | [`dist`] | own implementations, checked against SciPy and mpmath |
 //!
@@ -36,6 +37,7 @@ pub mod multiple;
 pub mod noninferiority;
 pub mod paired;
 pub mod power;
+pub mod skew;
 pub mod tango;
 pub mod wilson;
 
@@ -45,7 +47,7 @@ pub use bootstrap::{
     paired_bootstrap, paired_bootstrap_clustered, BootstrapConfig, BootstrapResult,
     DEFAULT_RESAMPLES, DEFAULT_SEED,
 };
-pub use exact::{exact_p_value, Alternative, BERGER_BOOS_GAMMA};
+pub use exact::{exact_fail_mde, exact_p_value, Alternative, BERGER_BOOS_GAMMA, MAX_EXACT_MDE_N};
 pub use interval::{paired_interval, IntervalMethod, PairedInterval};
 pub use mcnemar::{mcnemar, mcnemar_from_scores, McNemar, McNemarMethod, McNemarTest};
 pub use multiple::{holm, HolmAdjustment};

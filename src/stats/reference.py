@@ -474,6 +474,31 @@ def block_exact():
     return out
 
 
+# ---------------------------------------------------------------------------- skew
+def block_skew():
+    from scipy.optimize import brentq
+
+    out = header("skew")
+    x = np.round(np.random.default_rng(20261207).lognormal(0.0, 0.8, 30) - 1.3, 6)
+    n = len(x)
+    g = st.skew(x, bias=True)
+    c = st.t.ppf(0.975, n - 1)
+    se = x.std(ddof=1) / math.sqrt(n)
+    a, b = g / (3 * math.sqrt(n)), g / (6 * math.sqrt(n))
+    gfun = lambda t, y: t + a * t * t + a * a * t ** 3 / 3 + b - y
+    t_hi = brentq(gfun, -100, 100, args=(c,), xtol=1e-15)
+    t_lo = brentq(gfun, -100, 100, args=(-c,), xtol=1e-15)
+    m = x.mean()
+    out.append("// x: np.random.default_rng(20261207).lognormal(0, 0.8, 30) − 1.3, rounded to 6 digits;")
+    out.append("// skewness scipy.stats.skew(bias=True); c = scipy.stats.t.ppf(0.975, n − 1); the")
+    out.append("// interval {μ : |g((x̄ − μ)/SE)| ≤ c} with g solved by scipy.optimize.brentq.")
+    out.append(f"const SKEW_X: [f64; {n}] = {arr(x)};")
+    out.append(f"const SKEW_GAMMA: f64 = {f(g)};")
+    out.append(f"const SKEW_CRIT: f64 = {f(c)};")
+    out.append(f"const SKEW_CI: (f64, f64) = ({f(m - se * t_hi)}, {f(m - se * t_lo)});")
+    return out
+
+
 BLOCKS = {
     "dist": ("dist.rs", block_dist),
     "paired": ("paired.rs", block_paired),
@@ -484,6 +509,7 @@ BLOCKS = {
     "bootstrap": ("bootstrap.rs", block_bootstrap),
     "tango": ("tango.rs", block_tango),
     "exact": ("exact.rs", block_exact),
+    "skew": ("skew.rs", block_skew),
 }
 
 

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Item {
-    /// stable within its suite (e.g. `gsm8k/test/17`, `HumanEval/3`)
+    /// required and unique within its suite (e.g. `gsm8k/test/17`, `HumanEval/3`): compare and
+    /// gate pair a base and a fine-tune item by it
     pub id: String,
     /// the question, problem, function stub or request, before the suite's prompt template
     pub input: String,

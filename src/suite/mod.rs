@@ -1,6 +1,7 @@
 //! Capability suites: `suites/<name>/suite.toml` + items, the importers that read public
 //! benchmarks, the scorers, and the runner that scores a model on a suite.
 
+pub mod evaluate;
 pub mod import;
 pub mod item;
 pub mod resolve;
@@ -48,6 +49,15 @@ pub enum SuiteError {
 impl From<crate::model::tokenizer::TokenizerError> for SuiteError {
     fn from(e: crate::model::tokenizer::TokenizerError) -> Self {
         SuiteError::Model(e.into())
+    }
+}
+
+impl From<crate::backend::BackendError> for SuiteError {
+    fn from(e: crate::backend::BackendError) -> Self {
+        match e {
+            crate::backend::BackendError::Model(m) => SuiteError::Model(m),
+            other => SuiteError::Model(crate::model::ModelError::Invalid(other.to_string())),
+        }
     }
 }
 

@@ -1,7 +1,9 @@
-//! The versioned results file of `sft-eval eval`, and the content-addressed cache that makes
-//! re-running an unchanged (model, suite, settings) free.
+//! The versioned results file of `sft-eval eval` (and of `baseline record`), and the
+//! content-addressed cache that makes re-running an unchanged (model, suite, settings) free.
+//!
+//! A results file carries a checksum of its content: a baseline edited by hand (a score
+//! changed, an item dropped) is refused, never gated against.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -14,7 +16,7 @@ use super::SuiteError;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelRef {
     pub path: String,
-    /// sha256 over config.json and every weight file's bytes
+    /// sha256 over every file the loader reads ([`crate::model::fingerprint`])
     pub fingerprint: String,
 }
 
@@ -22,6 +24,9 @@ pub struct ModelRef {
 pub struct EvalResults {
     pub schema_version: u32,
     pub harness_version: String,
+    /// sha256 of everything else in the file, as sft-eval wrote it
+    #[serde(default)]
+    pub checksum: String,
     pub model: ModelRef,
     pub settings: EvalSettings,
     pub suites: Vec<SuiteResult>,
@@ -29,64 +34,89 @@ pub struct EvalResults {
 
 impl EvalResults {
     pub fn new(model: ModelRef, settings: EvalSettings, suites: Vec<SuiteResult>) -> EvalResults {
-        EvalResults {
+        let mut r = EvalResults {
             schema_version: SCHEMA_VERSION,
             harness_version: env!("CARGO_PKG_VERSION").into(),
+            checksum: String::new(),
             model,
             settings,
             suites,
-        }
+        };
+        r.seal();
+        r
     }
-}
 
-/// Content fingerprint of a checkpoint folder: an overwritten checkpoint gets a new one.
-pub fn fingerprint(dir: &Path) -> Result<String, SuiteError> {
-    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|e| SuiteError::Io {
-            path: dir.to_path_buf(),
-            source: e,
-        })?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            let n = p
-                .file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .to_string();
-            n == "config.json"
-                || n == "tokenizer.json"
-                || n.ends_with(".safetensors")
-                || n == "chat_template.jinja"
-                || n == "tokenizer_config.json"
-        })
-        .collect();
-    names.sort();
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    for p in names {
-        h.update(
-            p.file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .as_bytes(),
+    /// sha256 (hex) of the content: every field but the checksum.
+    pub fn content_checksum(&self) -> String {
+        let content = (
+            self.schema_version,
+            &self.harness_version,
+            &self.model,
+            &self.settings,
+            &self.suites,
         );
-        let mut f = std::fs::File::open(&p).map_err(|e| SuiteError::Io {
-            path: p.clone(),
+        let bytes = serde_json::to_vec(&content).expect("results serialise");
+        Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// Set the checksum to the content's (after a change made by sft-eval itself).
+    pub fn seal(&mut self) {
+        self.checksum = self.content_checksum();
+    }
+
+    /// The file's text: pretty JSON with a fresh checksum, ending in a newline.
+    pub fn to_json(&self) -> String {
+        let mut sealed = self.clone();
+        sealed.seal();
+        let mut text = serde_json::to_string_pretty(&sealed).expect("results serialise");
+        text.push('\n');
+        text
+    }
+
+    /// Read a results file: the schema this build writes, and a checksum that matches.
+    pub fn read(path: &Path) -> Result<EvalResults, SuiteError> {
+        let bad = |reason: String| SuiteError::Spec {
+            path: path.to_path_buf(),
+            line: None,
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| SuiteError::Io {
+            path: path.to_path_buf(),
             source: e,
         })?;
-        loop {
-            let n = f.read(&mut buf).map_err(|e| SuiteError::Io {
-                path: p.clone(),
-                source: e,
-            })?;
-            if n == 0 {
-                break;
-            }
-            h.update(&buf[..n]);
+        #[derive(Deserialize)]
+        struct Version {
+            schema_version: Option<u32>,
         }
+        let v: Version = serde_json::from_str(&text)
+            .map_err(|e| bad(format!("not a complete sft-eval results file ({e})")))?;
+        match v.schema_version {
+            Some(SCHEMA_VERSION) => {}
+            Some(old) if old < SCHEMA_VERSION => {
+                return Err(bad(format!(
+                    "written by an older sft-eval (results schema {old}; this build reads {SCHEMA_VERSION}, which records each metric's direction and unit and a checksum): record it again with `sft-eval baseline record` or `sft-eval eval -o`"
+                )))
+            }
+            other => {
+                return Err(bad(format!(
+                    "results schema {other:?} is not supported (this build reads {SCHEMA_VERSION})"
+                )))
+            }
+        }
+        let r: EvalResults = serde_json::from_str(&text)
+            .map_err(|e| bad(format!("not a complete sft-eval results file ({e})")))?;
+        if r.checksum != r.content_checksum() {
+            return Err(bad(if r.checksum.is_empty() {
+                "has no checksum: results files are written by sft-eval (`eval -o`, `baseline record`), which seals them".into()
+            } else {
+                "its checksum does not match its content: it was edited after sft-eval wrote it (a changed score, a dropped item?); record it again with `sft-eval baseline record` (or review the change and re-seal it with `sft-eval baseline update --yes`)".into()
+            }));
+        }
+        Ok(r)
     }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Cache of suite results keyed by (model fingerprint, suite hash, settings).
@@ -119,10 +149,12 @@ impl Cache {
             Self::key(fingerprint, suite_hash, settings)
         ));
         let text = std::fs::read_to_string(p).ok()?;
-        serde_json::from_str(&text).ok()
+        let r: SuiteResult = serde_json::from_str(&text).ok()?;
+        (r.suite_hash == suite_hash && r.schema_version == SCHEMA_VERSION).then_some(r)
     }
 
-    /// Store atomically (temp file + rename).
+    /// Store atomically: a temporary file of this process's own, then a rename (concurrent
+    /// evaluations that share the cache never write the same temporary file).
     pub fn put(
         &self,
         fingerprint: &str,
@@ -137,13 +169,21 @@ impl Cache {
             "{}.json",
             Self::key(fingerprint, &r.suite_hash, settings)
         ));
-        let tmp = p.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec(r).expect("result serialises")).map_err(|e| {
-            SuiteError::Io {
-                path: tmp.clone(),
-                source: e,
-            }
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |e: std::io::Error| SuiteError::Io { path, source: e }
+        };
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".cache-")
+            .suffix(".json.tmp")
+            .tempfile_in(&self.dir)
+            .map_err(io(&self.dir))?;
+        std::io::Write::write_all(&mut tmp, &serde_json::to_vec(r).expect("result serialises"))
+            .map_err(io(tmp.path()))?;
+        tmp.persist(&p).map_err(|e| SuiteError::Io {
+            path: p.clone(),
+            source: e.error,
         })?;
-        std::fs::rename(&tmp, &p).map_err(|e| SuiteError::Io { path: p, source: e })
+        Ok(())
     }
 }

@@ -9,7 +9,9 @@ use sha2::{Digest, Sha256};
 use super::item::Item;
 use super::SuiteError;
 
-pub const SCHEMA_VERSION: u32 = 1;
+/// The version of the results and cache schema (2: metrics carry their direction and unit, and
+/// results files a checksum).
+pub const SCHEMA_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -1,22 +1,13 @@
 //! `sft-eval audit`: exit codes 0/1/2, JSON counts, limits from flags and TOML, the markdown.
 
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
 
 /// Run `sft-eval` in `dir` (so reports name files relatively): `(exit code, stdout, stderr)`.
 fn run_in(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_sft-eval"))
-        .current_dir(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
+    let r = crate::common::TestContext::new().cli_in(dir, args);
+    (r.code, r.stdout, r.stderr)
 }
 
 fn write(dir: &Path, name: &str, lines: &[Value]) {

@@ -19,7 +19,7 @@ use sft_eval::suite::item::Item;
 use sft_eval::suite::runner::{run_suite, EvalSettings, NoProgress};
 use sft_eval::suite::spec::{ScorerKind, Suite};
 
-use super::common::{load, model_dir, tempdir};
+use super::common::{load, model_dir, sft_eval_command, tempdir};
 
 // ---------------------------------------------------------------------------------------------
 // A tiny HTTP server for fault injection only (the agreement test below uses a real server).
@@ -324,32 +324,33 @@ fn a_server_dying_mid_run_keeps_the_finished_suites() {
     let url = fake.url.clone();
     let suites = Path::new(env!("CARGO_MANIFEST_DIR")).join("suites");
     let run = |extra: &[&str]| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_sft-eval"));
-        c.args([
-            "eval",
-            "--backend",
-            "openai",
-            "--base-url",
-            &url,
-            "--model",
-            "fake",
-        ])
-        .args([
-            "--suites",
-            "qa,math",
-            "--limit",
-            "2",
-            "--max-retries",
-            "1",
-            "--retry-backoff-ms",
-            "1",
-        ])
-        .arg("--suites-dir")
-        .arg(&suites)
-        .arg("--cache-dir")
-        .arg(tmp.path().join("cache"))
-        .args(extra)
-        .env("SFT_EVAL_NO_PROGRESS", "1");
+        let mut c = sft_eval_command();
+        c.current_dir(tmp.path())
+            .args([
+                "eval",
+                "--backend",
+                "openai",
+                "--base-url",
+                &url,
+                "--model",
+                "fake",
+            ])
+            .args([
+                "--suites",
+                "qa,math",
+                "--limit",
+                "2",
+                "--max-retries",
+                "1",
+                "--retry-backoff-ms",
+                "1",
+            ])
+            .arg("--suites-dir")
+            .arg(&suites)
+            .arg("--cache-dir")
+            .arg(tmp.path().join("cache"))
+            .args(extra)
+            .env("SFT_EVAL_NO_PROGRESS", "1");
         c.output().unwrap()
     };
     let out = run(&[]);
@@ -399,7 +400,8 @@ fn compare_mixes_a_local_base_with_a_served_side() {
     let tmp = tempdir();
     let fake = FakeServer::start(Box::new(|_, b| Some(good(b))));
     let suites = Path::new(env!("CARGO_MANIFEST_DIR")).join("suites");
-    let out = Command::new(env!("CARGO_BIN_EXE_sft-eval"))
+    let out = sft_eval_command()
+        .current_dir(tmp.path())
         .arg("compare")
         .arg(model_dir("llama"))
         .arg("openai:fake")

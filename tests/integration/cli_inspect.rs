@@ -1,20 +1,12 @@
 //! `sft-eval inspect` on every fixture, and exit code 2 with a clear message on broken copies.
 
 use std::path::Path;
-use std::process::Command;
 
 use crate::common::*;
 
 pub fn sft_eval(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_sft-eval"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        String::from_utf8_lossy(&out.stderr).to_string(),
-    )
+    let r = TestContext::new().cli(args);
+    (r.code, r.stdout, r.stderr)
 }
 
 #[test]

@@ -230,3 +230,124 @@ pub fn assert_steps_close(what: &str, a: &[Tensor], b: &[Tensor], tol: f32) {
         );
     }
 }
+
+/// The one harness for running the `sft-eval` binary: a throwaway working folder (so default
+/// outputs such as `reports/<run-id>` land there), no progress bars, no CI summary file.
+pub struct TestContext {
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+}
+
+/// What a run of the binary gave.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn of(o: std::process::Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into(),
+            stderr: String::from_utf8_lossy(&o.stderr).into(),
+        }
+    }
+
+    /// Assert the exit code, showing both streams when it differs.
+    #[track_caller]
+    pub fn expect(self, code: i32) -> Run {
+        assert_eq!(
+            self.code, code,
+            "exit {} (expected {code})\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+impl Default for TestContext {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TestContext {
+    pub fn new() -> TestContext {
+        TestContext {
+            dir: tempdir(),
+            env: Vec::new(),
+        }
+    }
+
+    /// The working folder.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A path inside the working folder.
+    pub fn join(&self, rel: impl AsRef<Path>) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Write a file inside the working folder (parents created) and return its path.
+    pub fn write(&self, rel: impl AsRef<Path>, text: &str) -> PathBuf {
+        let p = self.join(rel);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// Set an environment variable for every later run.
+    pub fn env(mut self, key: &str, value: &str) -> TestContext {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Run `sft-eval ARGS` in the working folder.
+    pub fn cli<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Run {
+        self.cli_in(self.path(), args)
+    }
+
+    /// Run `sft-eval ARGS` in another folder.
+    pub fn cli_in<S: AsRef<std::ffi::OsStr>>(&self, cwd: &Path, args: &[S]) -> Run {
+        let mut c = self.command();
+        c.current_dir(cwd).args(args);
+        Run::of(c.output().unwrap())
+    }
+
+    /// The `sft-eval` command, set up as [`cli`](Self::cli) runs it, in the working folder.
+    pub fn command(&self) -> std::process::Command {
+        let mut c = sft_eval_command();
+        c.current_dir(self.path());
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c
+    }
+}
+
+/// The `sft-eval` binary with no progress bars, no CI summary file and no device from the
+/// environment (for a test that spawns and stops it itself; [`TestContext`] runs it otherwise).
+pub fn sft_eval_command() -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_sft-eval"));
+    c.env("SFT_EVAL_NO_PROGRESS", "1")
+        .env_remove("GITHUB_STEP_SUMMARY")
+        .env_remove("SFT_EVAL_DEVICE");
+    c
+}
+
+/// Read a results file through the library, change it, and write it sealed as sft-eval writes
+/// results (a fresh checksum): a synthetic fine-tune or base.
+pub fn rewrite_results(
+    src: &Path,
+    dst: &Path,
+    f: impl FnOnce(&mut sft_eval::suite::results::EvalResults),
+) {
+    let mut r = sft_eval::suite::results::EvalResults::read(src).unwrap();
+    f(&mut r);
+    std::fs::write(dst, r.to_json()).unwrap();
+}

@@ -1,7 +1,6 @@
 //! `sft-eval eval`: suite files, scoring, results schema, cache, errors.
 
 use std::path::Path;
-use std::process::Command;
 
 use crate::common::*;
 
@@ -18,17 +17,10 @@ fn write_suite(dir: &Path, scorer: &str, items: &str, extra: &str) {
 }
 
 fn eval(args: &[&str]) -> (i32, String, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_sft-eval"))
-        .env("SFT_EVAL_NO_PROGRESS", "1")
-        .arg("eval")
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        o.status.code().unwrap(),
-        String::from_utf8_lossy(&o.stdout).into(),
-        String::from_utf8_lossy(&o.stderr).into(),
-    )
+    let mut a = vec!["eval"];
+    a.extend_from_slice(args);
+    let r = TestContext::new().cli(&a);
+    (r.code, r.stdout, r.stderr)
 }
 
 const MC: &str = "{\"id\":\"a\",\"input\":\"What is 2+2?\",\"choices\":[\"4\",\"5\",\"22\"],\"gold\":0}\n{\"id\":\"b\",\"input\":\"Capital of France?\",\"choices\":[\"Paris\",\"Rome\"],\"gold\":0,\"cluster\":\"geo\"}\n";
@@ -53,8 +45,16 @@ fn mc_suite_scores_every_item_and_caches_by_content() {
     assert_eq!(code, 0, "{err}");
     let r: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&out1).unwrap()).unwrap();
-    assert_eq!(r["schema_version"], 1);
+    assert_eq!(r["schema_version"], 2);
+    assert_eq!(r["checksum"].as_str().unwrap().len(), 64);
     let s = &r["suites"][0];
+    assert_eq!(
+        (&s["direction"], &s["unit"]),
+        (
+            &serde_json::json!("higher_is_better"),
+            &serde_json::json!("proportion")
+        )
+    );
     assert_eq!(s["n"], 2);
     assert_eq!(s["items"][0]["logliks"].as_array().unwrap().len(), 3);
     assert!(s["items"].as_array().unwrap().iter().all(|i| i["logliks"]
@@ -203,14 +203,11 @@ fn device_flag_runs_on_cpu_and_names_what_a_gpu_needs() {
             err.contains("cuda:0") && err.contains("--features cuda"),
             "{err}"
         );
-        let o = Command::new(env!("CARGO_BIN_EXE_sft-eval"))
-            .env("SFT_EVAL_NO_PROGRESS", "1")
+        let r = TestContext::new()
             .env("SFT_EVAL_DEVICE", "cuda")
-            .args(["eval", m, "--suites", s, "--no-cache"])
-            .output()
-            .unwrap();
-        assert_eq!(o.status.code(), Some(2));
-        assert!(String::from_utf8_lossy(&o.stderr).contains("--features cuda"));
+            .cli(&["eval", m, "--suites", s, "--no-cache"])
+            .expect(2);
+        assert!(r.stderr.contains("--features cuda"), "{}", r.stderr);
     }
 }
 

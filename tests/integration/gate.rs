@@ -1,236 +1,557 @@
-//! `compare`, `baseline record` and `gate`: A/A, regressions, and fail-closed exit codes.
+//! `compare`, `baseline record` and `gate`: A/A, regressions, the direction of every metric,
+//! intervals that keep their width, strict pairing, and fail-closed exit codes.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+use sft_eval::suite::results::EvalResults;
 
 use crate::common::*;
 
-/// Run the binary in a throwaway working folder, so the default `reports/<run-id>` lands there.
-fn cli(args: &[&str]) -> (i32, String, String) {
-    cli_in(tempdir().path(), args)
-}
+const MC_SPEC: &str = "name = \"mc\"\ncapability = \"qa\"\nversion = \"1\"\nscorer = \"mc_loglik\"\nmetric = \"acc\"\n[prompt]\ntemplate = \"Q: {{ input }}\\nA:\"\nchat = \"never\"\n";
 
-fn cli_in(cwd: &Path, args: &[&str]) -> (i32, String, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_sft-eval"))
-        .current_dir(cwd)
-        .env("SFT_EVAL_NO_PROGRESS", "1")
-        .env_remove("GITHUB_STEP_SUMMARY")
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        o.status.code().unwrap(),
-        String::from_utf8_lossy(&o.stdout).into(),
-        String::from_utf8_lossy(&o.stderr).into(),
-    )
-}
-
-/// A suite of 60 MC items and a baseline of the llama fixture on it.
-fn setup(tmp: &Path) -> (PathBuf, PathBuf) {
-    let suite = tmp.join("suites/mc");
-    std::fs::create_dir_all(&suite).unwrap();
-    std::fs::write(
-        suite.join("suite.toml"),
-        "name = \"mc\"\ncapability = \"qa\"\nversion = \"1\"\nscorer = \"mc_loglik\"\nmetric = \"acc\"\n[prompt]\ntemplate = \"Q: {{ input }}\\nA:\"\nchat = \"never\"\n",
-    )
-    .unwrap();
+/// A suite of 60 MC items (6 clusters) and a baseline of the llama fixture on it.
+fn setup(cx: &TestContext) -> (PathBuf, PathBuf) {
     let items: String = (0..60)
-        .map(|i| format!("{}\n", serde_json::json!({"id": format!("q{i}"), "input": format!("What follows {i}?"), "choices": [format!("{}", i + 1), format!("{}", i + 7), "zero"], "gold": 0, "cluster": format!("c{}", i % 6)})))
+        .map(|i| format!("{}\n", serde_json::json!({"id": format!("q{i}"), "input": format!("What follows {i}?"), "choices": [format!("{}", i + 1), format!("{}", i + 7), "zero"], "gold": 0, "cluster": format!("c{}", i / 10)})))
         .collect();
-    std::fs::write(suite.join("items.jsonl"), items).unwrap();
-    let baseline = tmp.join("baselines/llama.json");
-    let (code, _, err) = cli(&[
+    cx.write("suites/mc/suite.toml", MC_SPEC);
+    cx.write("suites/mc/items.jsonl", &items);
+    let (suite, baseline) = (cx.join("suites/mc"), cx.join("baselines/llama.json"));
+    record(cx, &suite, &baseline);
+    (suite, baseline)
+}
+
+fn record(cx: &TestContext, suite: &Path, out: &Path) {
+    cx.cli(&[
         "baseline",
         "record",
         model_dir("llama").to_str().unwrap(),
         "-o",
-        baseline.to_str().unwrap(),
+        out.to_str().unwrap(),
         "--suites",
         suite.to_str().unwrap(),
         "--cache-dir",
-        tmp.join("cache").to_str().unwrap(),
+        cx.join("cache").to_str().unwrap(),
         "--resamples",
         "2000",
-    ]);
-    assert_eq!(code, 0, "{err}");
-    (suite, baseline)
+    ])
+    .expect(0);
 }
 
-fn edit(src: &Path, dst: &Path, f: impl FnOnce(&mut serde_json::Value)) {
-    let mut v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(src).unwrap()).unwrap();
-    f(&mut v);
-    std::fs::write(dst, serde_json::to_string(&v).unwrap()).unwrap();
+/// `gate --baseline BASE --results FT [extra…]`.
+fn gate(cx: &TestContext, base: &Path, ft: &Path, extra: &[&str]) -> Run {
+    let mut a = vec![
+        "gate",
+        "--baseline",
+        base.to_str().unwrap(),
+        "--results",
+        ft.to_str().unwrap(),
+        "--resamples",
+        "2000",
+    ];
+    a.extend_from_slice(extra);
+    cx.cli(&a)
+}
+
+/// Set every item's score of the first suite by its index.
+fn scores(r: &mut EvalResults, f: impl Fn(usize) -> f64) {
+    for (i, it) in r.suites[0].items.iter_mut().enumerate() {
+        it.score = f(i);
+    }
+}
+
+fn policy(cx: &TestContext, name: &str, text: &str) -> String {
+    cx.write(name, text).to_str().unwrap().to_string()
 }
 
 #[test]
-fn same_checkpoint_against_itself_has_zero_delta_and_passes() {
-    let tmp = tempdir();
-    let (_, baseline) = setup(tmp.path());
-    let json = tmp.path().join("gate.json");
-    let (code, md, err) = cli(&[
-        "gate",
-        "--baseline",
-        baseline.to_str().unwrap(),
-        "--model",
-        model_dir("llama").to_str().unwrap(),
-        "--json",
-        json.to_str().unwrap(),
-        "--cache-dir",
-        tmp.path().join("cache").to_str().unwrap(),
-        "--resamples",
-        "2000",
-    ]);
-    assert_eq!(code, 0, "{md}\n{err}");
+fn a_checkpoint_against_itself_passes_only_where_its_items_can_tell() {
+    let cx = TestContext::new();
+    let (_, baseline) = setup(&cx);
+    let (json, model, cache) = (cx.join("gate.json"), model_dir("llama"), cx.join("cache"));
+    let run = |extra: &[&str]| {
+        let mut a = vec![
+            "gate",
+            "--baseline",
+            baseline.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+            "--resamples",
+            "2000",
+        ];
+        a.extend_from_slice(extra);
+        cx.cli(&a)
+    };
+    // 60 unchanged items cannot show a drop below 2 points: the interval keeps its width
+    let r = run(&[]).expect(1);
     let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
-    for s in v["comparison"]["suites"].as_array().unwrap() {
-        assert_eq!(s["delta"].as_f64().unwrap(), 0.0);
-    }
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let s = &v["comparison"]["suites"][0];
+    assert_eq!(s["delta"].as_f64().unwrap(), 0.0);
+    assert!(s["ci"]["lower"].as_f64().unwrap() < -0.05, "{s}");
+    assert_eq!(v["verdicts"][0]["verdict"], "inconclusive");
+    assert!(r.stdout.contains("too few items"), "{}", r.stdout);
+    // …but they do show it is below 10 points
+    let p = policy(&cx, "wide.toml", "[default]\nmargin = 0.10\n");
+    let r = run(&["--policy", &p]).expect(0);
+    assert!(
+        r.stdout.contains("| mc ") && r.stdout.contains("Pass"),
+        "{}",
+        r.stdout
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(v["passed"], true);
-    assert!(md.contains("| mc ") && md.contains("Pass"), "{md}");
+    assert_eq!(
+        v["comparison"]["suites"][0]["interval"],
+        "tango_score_clustered"
+    );
+    // without clusters, the exact test confirms the pass
+    let plain = cx.join("plain.json");
+    rewrite_results(&baseline, &plain, |r| {
+        for it in &mut r.suites[0].items {
+            it.cluster = None;
+        }
+    });
+    gate(
+        &cx,
+        &plain,
+        &plain,
+        &["--policy", &p, "--json", json.to_str().unwrap()],
+    )
+    .expect(0);
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(
+        v["verdicts"][0]["exact_p"].as_f64().unwrap() <= 0.025,
+        "{v}"
+    );
+    // a suite whose MDE is above max_mde cannot pass
+    let p = policy(
+        &cx,
+        "mde.toml",
+        "[default]\nmargin = 0.10\nmax_mde = 0.15\n",
+    );
+    let r = run(&["--policy", &p]).expect(1);
+    assert!(r.stdout.contains("max_mde"), "{}", r.stdout);
 }
 
 #[test]
 fn a_clear_drop_fails_the_gate_with_exit_1_and_names_flipped_items() {
-    let tmp = tempdir();
-    let (_, baseline) = setup(tmp.path());
-    // a fine-tune that lost every item the base had right, and some more
-    let ft = tmp.path().join("ft.json");
-    edit(&baseline, &ft, |v| {
-        for it in v["suites"][0]["items"].as_array_mut().unwrap() {
-            it["score"] = serde_json::json!(0.0);
-        }
-    });
-    // make sure the base had something to lose: mark half the base items right
-    let base = tmp.path().join("base.json");
-    edit(&baseline, &base, |v| {
-        for (i, it) in v["suites"][0]["items"]
-            .as_array_mut()
-            .unwrap()
-            .iter_mut()
-            .enumerate()
-        {
-            it["score"] = serde_json::json!(if i % 2 == 0 { 1.0 } else { 0.0 });
-        }
-    });
-    let (code, md, err) = cli(&[
-        "gate",
-        "--baseline",
-        base.to_str().unwrap(),
-        "--results",
-        ft.to_str().unwrap(),
-        "--resamples",
-        "2000",
-    ]);
-    assert_eq!(code, 1, "{md}\n{err}");
-    assert!(md.contains("Fail") && md.contains("`q0`"), "{md}");
+    let cx = TestContext::new();
+    let (_, baseline) = setup(&cx);
+    // the base had every item right; the fine-tune lost the first 45 (spread over the clusters)
+    let (base, ft) = (cx.join("base.json"), cx.join("ft.json"));
+    rewrite_results(&baseline, &base, |r| scores(r, |_| 1.0));
+    rewrite_results(&baseline, &ft, |r| scores(r, |i| (i >= 45) as u8 as f64));
+    let r = gate(&cx, &base, &ft, &[]).expect(1);
+    assert!(
+        r.stdout.contains("Fail") && r.stdout.contains("`q0`"),
+        "{}",
+        r.stdout
+    );
     // compare shows the same numbers without gating
-    let (code, md, _) = cli(&[
-        "compare",
-        base.to_str().unwrap(),
-        ft.to_str().unwrap(),
-        "--resamples",
-        "2000",
-    ]);
-    assert_eq!(code, 0);
-    assert!(md.contains("-50.0"), "{md}");
+    let r = cx
+        .cli(&["compare", base.to_str().unwrap(), ft.to_str().unwrap()])
+        .expect(0);
+    assert!(r.stdout.contains("-75.0"), "{}", r.stdout);
+}
+
+const NLL_SPEC: &str = "name = \"text\"\ncapability = \"lm\"\nversion = \"1\"\nscorer = \"rolling_nll\"\nmetric = \"nll\"\n[prompt]\ntemplate = \"{{ input }}\"\nchat = \"never\"\n";
+
+#[test]
+fn lower_is_better_metrics_are_judged_the_right_way() {
+    let cx = TestContext::new();
+    let items: String = (0..30)
+        .map(|i| format!("{}\n", serde_json::json!({"id": format!("t{i}"), "input": format!("The number {i} comes after {} and before {}.", i + 1, i + 2)})))
+        .collect();
+    cx.write("suites/text/suite.toml", NLL_SPEC);
+    cx.write("suites/text/items.jsonl", &items);
+    let base = cx.join("base.json");
+    record(&cx, &cx.join("suites/text"), &base);
+    // a fine-tune whose NLL rose four-fold on every text
+    let ft = cx.join("ft.json");
+    rewrite_results(&base, &ft, |r| {
+        for it in &mut r.suites[0].items {
+            it.score *= 4.0;
+        }
+    });
+    let p = policy(&cx, "nll.toml", "[suites.text]\nmargin = 0.1\n");
+    let r = gate(&cx, &base, &ft, &["--policy", &p]).expect(1);
+    assert!(r.stdout.contains("Fail"), "{}", r.stdout);
+    let row = r.stdout.lines().find(|l| l.starts_with("| text")).unwrap();
+    assert!(
+        row.contains("nats/token, lower is better") && !row.contains("pts"),
+        "{row}"
+    );
+    let rise = {
+        let b = EvalResults::read(&base).unwrap();
+        3.0 * b.suites[0].mean
+    };
+    let j: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::fs::read_dir(cx.join("reports"))
+                .unwrap()
+                .next()
+                .unwrap()
+                .unwrap()
+                .path()
+                .join("report.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let delta = j["comparison"]["suites"][0]["delta"].as_f64().unwrap();
+    assert!(
+        (delta + rise).abs() < 1e-9,
+        "Δ {delta} for a rise of {rise}"
+    );
+    // the fine-tune against itself, and a fine-tune whose NLL fell, pass
+    let better = cx.join("better.json");
+    rewrite_results(&base, &better, |r| {
+        for it in &mut r.suites[0].items {
+            it.score *= 0.5;
+        }
+    });
+    gate(&cx, &base, &better, &["--policy", &p]).expect(0);
+    // a margin in points does not apply to nats: the policy must give one in its unit
+    let r = gate(&cx, &base, &better, &[]).expect(2);
+    assert!(
+        r.stderr.contains("nats/token") && r.stderr.contains("[suites.text] margin"),
+        "{}",
+        r.stderr
+    );
+    let p = policy(&cx, "rel.toml", "[default]\nrelative_margin = 0.05\n");
+    gate(&cx, &base, &ft, &["--policy", &p]).expect(1);
+}
+
+#[test]
+fn nothing_flipped_in_a_tiny_suite_is_not_a_pass() {
+    let cx = TestContext::new();
+    let items: String = (0..5)
+        .map(|i| format!("{}\n", serde_json::json!({"id": format!("q{i}"), "input": format!("What follows {i}?"), "choices": [format!("{}", i + 1), "zero"], "gold": 0})))
+        .collect();
+    cx.write("suites/mc/suite.toml", MC_SPEC);
+    cx.write("suites/mc/items.jsonl", &items);
+    let base = cx.join("five.json");
+    record(&cx, &cx.join("suites/mc"), &base);
+    // identical results: 0 discordant pairs out of 5
+    let r = gate(&cx, &base, &base, &[]).expect(1);
+    assert!(r.stdout.contains("Inconclusive"), "{}", r.stdout);
+    let v = EvalResults::read(&base).unwrap();
+    assert_eq!(v.suites[0].n, 5);
+    // the stated MDE is what 5 items can fail, not 0
+    let line = r
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("- **mc**"))
+        .unwrap()
+        .to_string();
+    assert!(!line.contains("drop of 2.0 pts"), "{line}");
+    // even a 30-point margin is too tight for 5 items
+    let p = policy(&cx, "wide.toml", "[default]\nmargin = 0.3\n");
+    gate(&cx, &base, &base, &["--policy", &p]).expect(1);
+}
+
+#[test]
+fn items_are_paired_strictly_by_unique_ids() {
+    let cx = TestContext::new();
+    let (_, baseline) = setup(&cx);
+    // 10 of 20 right at base → 1 of 20 in a fine-tune whose results repeat one id
+    let (base, ft) = (cx.join("base.json"), cx.join("ft.json"));
+    rewrite_results(&baseline, &base, |r| {
+        r.suites[0].items.truncate(20);
+        scores(r, |i| (i < 10) as u8 as f64);
+    });
+    rewrite_results(&baseline, &ft, |r| {
+        r.suites[0].items.truncate(20);
+        scores(r, |i| (i == 0) as u8 as f64);
+        for it in &mut r.suites[0].items {
+            it.id = "q0".into();
+        }
+    });
+    let r = gate(&cx, &base, &ft, &[]).expect(2);
+    assert!(r.stderr.contains("`q0` twice"), "{}", r.stderr);
+    // items without ids in results
+    rewrite_results(&baseline, &ft, |r| {
+        for it in &mut r.suites[0].items {
+            it.id = String::new();
+        }
+    });
+    gate(&cx, &base, &ft, &[]).expect(2);
+    // an item missing on one side
+    rewrite_results(&baseline, &ft, |r| {
+        r.suites[0].items.truncate(20);
+        r.suites[0].items.pop();
+    });
+    let r = gate(&cx, &base, &ft, &[]).expect(2);
+    assert!(r.stderr.contains("only in the base"), "{}", r.stderr);
+    // a suite whose items lack ids or repeat one is refused at load, naming the line
+    let run_eval = |items: &str| {
+        cx.write(
+            "suites/bad/suite.toml",
+            &MC_SPEC.replace("\"mc\"", "\"bad\""),
+        );
+        cx.write("suites/bad/items.jsonl", items);
+        cx.cli(&[
+            "eval",
+            model_dir("llama").to_str().unwrap(),
+            "--suites",
+            cx.join("suites/bad").to_str().unwrap(),
+        ])
+    };
+    let r = run_eval("{\"id\":\"a\",\"input\":\"x\",\"choices\":[\"1\"],\"gold\":0}\n{\"input\":\"y\",\"choices\":[\"1\"],\"gold\":0}\n").expect(2);
+    assert!(
+        r.stderr.contains("items.jsonl:2") && r.stderr.contains("`id`"),
+        "{}",
+        r.stderr
+    );
+    let r = run_eval("{\"id\":\"a\",\"input\":\"x\",\"choices\":[\"1\"],\"gold\":0}\n\n{\"id\":\"a\",\"input\":\"y\",\"choices\":[\"1\"],\"gold\":0}\n").expect(2);
+    assert!(
+        r.stderr.contains("items.jsonl:3") && r.stderr.contains("line 1"),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn inputs_the_gate_cannot_judge_are_errors_whatever_the_policy_says() {
+    let cx = TestContext::new();
+    let (suite, baseline) = setup(&cx);
+    let b = baseline.as_path();
+    let lenient = "[default]\ninconclusive = \"pass\"\n";
+    for bad in [
+        "margin = 1.5",
+        "margin = 2.0",
+        "margin = 2",
+        "margin = -0.1",
+        "margin = nan",
+        "margin = inf",
+        "max_drop = -1.0",
+        "relative_margin = 1.5",
+        "max_mde = 0.0",
+        "margin = 0.02\nrelative_margin = 0.1",
+    ] {
+        let p = policy(&cx, "bad.toml", &format!("{lenient}{bad}\n"));
+        let r = gate(&cx, b, b, &["--policy", &p]).expect(2);
+        assert!(r.stderr.contains("bad.toml"), "{bad}: {}", r.stderr);
+    }
+    let p = policy(&cx, "conf.toml", "confidence = 1.5\n");
+    gate(&cx, b, b, &["--policy", &p]).expect(2);
+    // a suite the policy names but the baseline lacks: its limits would silently not apply
+    let p = policy(&cx, "typo.toml", "[suites.mcc]\nmargin = 0.0\n");
+    let r = gate(&cx, b, b, &["--policy", &p]).expect(2);
+    assert!(r.stderr.contains("mcc"), "{}", r.stderr);
+    // a baseline with no suites
+    let empty = cx.join("empty.json");
+    rewrite_results(b, &empty, |r| r.suites.clear());
+    let r = gate(
+        &cx,
+        &empty,
+        &empty,
+        &["--policy", &policy(&cx, "l.toml", lenient)],
+    )
+    .expect(2);
+    assert!(r.stderr.contains("no suites"), "{}", r.stderr);
+    // a suite evaluated for the fine-tune but absent from the baseline
+    let other = cx.join("suites/other");
+    cx.write(
+        "suites/other/suite.toml",
+        &MC_SPEC.replace("\"mc\"", "\"other\""),
+    );
+    std::fs::copy(suite.join("items.jsonl"), other.join("items.jsonl")).unwrap();
+    let r = cx
+        .cli(&[
+            "gate",
+            "--baseline",
+            b.to_str().unwrap(),
+            "--model",
+            model_dir("llama").to_str().unwrap(),
+            "--suites",
+            &format!("{},{}", suite.display(), other.display()),
+            "--cache-dir",
+            cx.join("cache").to_str().unwrap(),
+            "--policy",
+            &policy(&cx, "l.toml", lenient),
+        ])
+        .expect(2);
+    assert!(
+        r.stderr.contains("only in the fine-tune: `other`"),
+        "{}",
+        r.stderr
+    );
+    // results with an extra suite
+    let extra = cx.join("extra.json");
+    rewrite_results(b, &extra, |r| {
+        let mut s = r.suites[0].clone();
+        s.suite = "other".into();
+        r.suites.push(s);
+    });
+    gate(
+        &cx,
+        b,
+        &extra,
+        &["--policy", &policy(&cx, "l.toml", lenient)],
+    )
+    .expect(2);
+    // a baseline edited by hand
+    let edited = cx.join("edited.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(b).unwrap()).unwrap();
+    v["suites"][0]["items"][0]["score"] =
+        serde_json::json!(1.0 - v["suites"][0]["items"][0]["score"].as_f64().unwrap());
+    std::fs::write(&edited, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    let r = gate(&cx, &edited, b, &[]).expect(2);
+    assert!(r.stderr.contains("checksum"), "{}", r.stderr);
+    // a baseline from an older sft-eval
+    v["schema_version"] = serde_json::json!(1);
+    std::fs::write(&edited, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    let r = gate(&cx, &edited, b, &[]).expect(2);
+    assert!(
+        r.stderr.contains("older sft-eval") && r.stderr.contains("baseline record"),
+        "{}",
+        r.stderr
+    );
+    // a statistic that cannot be computed (one item has no variance) is an error, not a verdict
+    let one = cx.join("one.json");
+    rewrite_results(b, &one, |r| r.suites[0].items.truncate(1));
+    let r = gate(
+        &cx,
+        &one,
+        &one,
+        &["--policy", &policy(&cx, "l.toml", lenient)],
+    )
+    .expect(2);
+    assert!(r.stderr.contains("at least 2"), "{}", r.stderr);
+    // a NaN score cannot be written as JSON; a score outside [0, 1] for a proportion is refused
+    let out = cx.join("out.json");
+    rewrite_results(b, &out, |r| r.suites[0].items[3].score = 1.5);
+    let r = gate(&cx, b, &out, &[]).expect(2);
+    assert!(r.stderr.contains("`q3`"), "{}", r.stderr);
 }
 
 #[test]
 fn errors_are_never_a_pass() {
-    let tmp = tempdir();
-    let (_, baseline) = setup(tmp.path());
-    let b = baseline.to_str().unwrap();
+    let cx = TestContext::new();
+    let (_, baseline) = setup(&cx);
+    let b = baseline.as_path();
     // truncated results file
-    let trunc = tmp.path().join("trunc.json");
-    let text = std::fs::read_to_string(&baseline).unwrap();
+    let trunc = cx.join("trunc.json");
+    let text = std::fs::read_to_string(b).unwrap();
     std::fs::write(&trunc, &text[..text.len() / 2]).unwrap();
-    let (code, _, err) = cli(&[
-        "gate",
-        "--baseline",
-        b,
-        "--results",
-        trunc.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 2);
+    let r = gate(&cx, b, &trunc, &[]).expect(2);
     assert!(
-        err.contains("trunc.json") && err.contains("not a complete"),
-        "{err}"
+        r.stderr.contains("trunc.json") && r.stderr.contains("not a complete"),
+        "{}",
+        r.stderr
     );
     // a different suite version (hash mismatch)
-    let other = tmp.path().join("other.json");
-    edit(&baseline, &other, |v| {
-        v["suites"][0]["suite_hash"] = serde_json::json!("0000deadbeef")
+    let other = cx.join("other.json");
+    rewrite_results(b, &other, |r| {
+        r.suites[0].suite_hash = "0000deadbeef".into()
     });
-    let (code, _, err) = cli(&[
-        "gate",
-        "--baseline",
-        b,
-        "--results",
-        other.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 2);
-    assert!(err.contains("differs") && err.contains("hint:"), "{err}");
+    let r = gate(&cx, b, &other, &[]).expect(2);
+    assert!(
+        r.stderr.contains("different suite contents") && r.stderr.contains("hint:"),
+        "{}",
+        r.stderr
+    );
     // a suite missing from the fine-tune's results
-    let missing = tmp.path().join("missing.json");
-    edit(&baseline, &missing, |v| v["suites"] = serde_json::json!([]));
-    let (code, _, err) = cli(&[
-        "gate",
-        "--baseline",
-        b,
-        "--results",
-        missing.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 2, "{err}");
+    let missing = cx.join("missing.json");
+    rewrite_results(b, &missing, |r| r.suites.clear());
+    gate(&cx, b, &missing, &[]).expect(2);
     // different settings
-    let settings = tmp.path().join("settings.json");
-    edit(&baseline, &settings, |v| {
-        v["settings"]["limit"] = serde_json::json!(5)
-    });
-    let (code, _, _) = cli(&[
-        "gate",
-        "--baseline",
-        b,
-        "--results",
-        settings.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 2);
+    let settings = cx.join("settings.json");
+    rewrite_results(b, &settings, |r| r.settings.limit = 5);
+    gate(&cx, b, &settings, &[]).expect(2);
     // a required suite the baseline lacks
-    let policy = tmp.path().join("gate.toml");
-    std::fs::write(&policy, "required = [\"math\"]\n[default]\nmargin = 0.05\n").unwrap();
-    let (code, _, err) = cli(&[
+    let p = policy(
+        &cx,
+        "gate.toml",
+        "required = [\"math\"]\n[default]\nmargin = 0.05\n",
+    );
+    let r = gate(&cx, b, b, &["--policy", &p]).expect(2);
+    assert!(r.stderr.contains("math"), "{}", r.stderr);
+    // no such baseline
+    cx.cli(&[
         "gate",
         "--baseline",
-        b,
+        "/no/such.json",
         "--results",
-        b,
-        "--policy",
-        policy.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 2);
-    assert!(err.contains("math"), "{err}");
-    // no such baseline
-    let (code, _, _) = cli(&["gate", "--baseline", "/no/such.json", "--results", b]);
-    assert_eq!(code, 2);
+        b.to_str().unwrap(),
+    ])
+    .expect(2);
+}
+
+#[test]
+fn labels_and_the_mde_follow_the_policy_and_the_clusters() {
+    let cx = TestContext::new();
+    let (_, baseline) = setup(&cx);
+    let (base, ft) = (cx.join("base.json"), cx.join("ft.json"));
+    rewrite_results(&baseline, &base, |r| {
+        scores(r, |i| if i % 2 == 0 { 1.0 } else { 0.0 })
+    });
+    rewrite_results(&baseline, &ft, |r| {
+        scores(r, |i| if i % 2 == 0 && i > 4 { 1.0 } else { 0.0 })
+    });
+    let p = policy(&cx, "c90.toml", "confidence = 0.9\n");
+    let json = cx.join("g.json");
+    let r = gate(
+        &cx,
+        &base,
+        &ft,
+        &["--policy", &p, "--json", json.to_str().unwrap()],
+    );
+    assert!(r.code == 0 || r.code == 1, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("90% CI") && !r.stdout.contains("95%"),
+        "{}",
+        r.stdout
+    );
+    // the 60 items sit in 6 clusters: the MDE counts them as 6, not as 60
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let s = &v["comparison"]["suites"][0];
+    assert_eq!(s["clusters"], 6);
+    assert_eq!(s["interval"], "tango_score_clustered");
+    let clustered = s["mde"].as_f64().unwrap();
+    rewrite_results(&base, &base, |r| {
+        for it in &mut r.suites[0].items {
+            it.cluster = None;
+        }
+    });
+    rewrite_results(&ft, &ft, |r| {
+        for it in &mut r.suites[0].items {
+            it.cluster = None;
+        }
+    });
+    gate(
+        &cx,
+        &base,
+        &ft,
+        &["--policy", &p, "--json", json.to_str().unwrap()],
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let iid = v["comparison"]["suites"][0]["mde"].as_f64().unwrap();
+    // t(5) critical values alone make it about 1.6× the iid one
+    assert!(clustered > 1.4 * iid, "clustered {clustered} vs iid {iid}");
 }
 
 #[test]
 fn gate_markdown_snapshot() {
-    let tmp = tempdir();
-    let (_, baseline) = setup(tmp.path());
-    let base = tmp.path().join("base.json");
-    let ft = tmp.path().join("ft.json");
+    let cx = TestContext::new();
+    let (_, baseline) = setup(&cx);
+    let (base, ft) = (cx.join("base.json"), cx.join("ft.json"));
     // fixed, synthetic scores: half right at base; the fine-tune loses items 0, 2, 4 and gains 1
     for (path, lost) in [(&base, false), (&ft, true)] {
-        edit(&baseline, path, |v| {
-            v["model"]["path"] = serde_json::json!(if lost { "finetuned" } else { "base" });
-            for (i, it) in v["suites"][0]["items"]
-                .as_array_mut()
-                .unwrap()
-                .iter_mut()
-                .enumerate()
-            {
+        rewrite_results(&baseline, path, |r| {
+            r.model.path = if lost { "finetuned" } else { "base" }.into();
+            scores(r, |i| {
                 let mut s = if i % 2 == 0 { 1.0 } else { 0.0 };
                 if lost && (i == 0 || i == 2 || i == 4) {
                     s = 0.0;
@@ -238,26 +559,16 @@ fn gate_markdown_snapshot() {
                 if lost && i == 1 {
                     s = 1.0;
                 }
-                it["score"] = serde_json::json!(s);
-            }
+                s
+            });
         });
     }
-    let (code, md, err) = cli_in(
-        tmp.path(),
-        &[
-            "gate",
-            "--baseline",
-            base.to_str().unwrap(),
-            "--results",
-            ft.to_str().unwrap(),
-            "--resamples",
-            "2000",
-        ],
-    );
-    assert!(code == 0 || code == 1, "{err}");
-    insta::assert_snapshot!(md);
+    let p = policy(&cx, "gate.toml", "[default]\nmargin = 0.15\n");
+    let r = gate(&cx, &base, &ft, &["--policy", &p]);
+    assert!(r.code == 0 || r.code == 1, "{}", r.stderr);
+    insta::assert_snapshot!(r.stdout);
     // the default report folder: reports/<finetuned>-vs-<base>-<hash of both fingerprints>
-    let reports: Vec<PathBuf> = std::fs::read_dir(tmp.path().join("reports"))
+    let reports: Vec<PathBuf> = std::fs::read_dir(cx.join("reports"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
@@ -268,7 +579,7 @@ fn gate_markdown_snapshot() {
         id.starts_with("ft-vs-base-") && id.len() == "ft-vs-base-".len() + 8,
         "{id}"
     );
-    assert!(err.contains("report.md"), "{err}");
+    assert!(r.stderr.contains("report.md"), "{}", r.stderr);
     // report.md is the markdown with the chart in front of the verdicts
     let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
     assert_eq!(
@@ -276,36 +587,20 @@ fn gate_markdown_snapshot() {
             "\n### Charts\n\n![Δ with CI per suite, coloured by verdict](delta.svg)\n",
             ""
         ),
-        md
+        r.stdout
     );
     assert!(report.find("### Charts").unwrap() < report.find("### Verdicts").unwrap());
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
-    assert_eq!(json["passed"], code == 0);
+    assert_eq!(json["passed"], r.code == 0);
     assert!(!dir.join("loss.svg").exists() && !dir.join("gain_vs_forgetting.svg").exists());
     let svg = std::fs::read_to_string(dir.join("delta.svg")).unwrap();
     roxmltree::Document::parse(&svg).unwrap();
     insta::assert_snapshot!("gate_delta_svg", svg);
     // the same comparison again writes the same folder
-    let (code2, _, _) = cli_in(
-        tmp.path(),
-        &[
-            "gate",
-            "--baseline",
-            base.to_str().unwrap(),
-            "--results",
-            ft.to_str().unwrap(),
-            "--resamples",
-            "2000",
-        ],
-    );
-    assert_eq!(code2, code);
-    assert_eq!(
-        std::fs::read_dir(tmp.path().join("reports"))
-            .unwrap()
-            .count(),
-        1
-    );
+    let again = gate(&cx, &base, &ft, &["--policy", &p]);
+    assert_eq!(again.code, r.code);
+    assert_eq!(std::fs::read_dir(cx.join("reports")).unwrap().count(), 1);
 }
 
 /// Results with a second suite, `new`, a copy of `mc` under another name: the new task.
@@ -316,33 +611,24 @@ fn with_new_task(
     mc: impl Fn(usize) -> f64,
     new: impl Fn(usize) -> f64,
 ) {
-    edit(baseline, dst, |v| {
-        v["model"]["path"] = serde_json::json!(name);
-        v["model"]["fingerprint"] = serde_json::json!(format!("fingerprint-of-{name}"));
-        let mut second = v["suites"][0].clone();
-        second["suite"] = serde_json::json!("new");
-        for (suite, f) in [
-            (&mut v["suites"][0], &mc as &dyn Fn(usize) -> f64),
-            (&mut second, &new),
-        ] {
-            for (i, it) in suite["items"]
-                .as_array_mut()
-                .unwrap()
-                .iter_mut()
-                .enumerate()
-            {
-                it["score"] = serde_json::json!(f(i));
-            }
+    rewrite_results(baseline, dst, |r| {
+        r.model.path = name.into();
+        r.model.fingerprint = format!("fingerprint-of-{name}");
+        let mut second = r.suites[0].clone();
+        second.suite = "new".into();
+        for (i, it) in second.items.iter_mut().enumerate() {
+            it.score = new(i);
         }
-        v["suites"].as_array_mut().unwrap().push(second);
+        scores(r, mc);
+        r.suites.push(second);
     });
 }
 
 #[test]
 fn several_fine_tunes_report_gain_against_forgetting() {
-    let tmp = tempdir();
-    let (_, baseline) = setup(tmp.path());
-    let p = |n: &str| tmp.path().join(format!("{n}.json"));
+    let cx = TestContext::new();
+    let (_, baseline) = setup(&cx);
+    let p = |n: &str| cx.join(format!("{n}.json"));
     let half = |i: usize| if i.is_multiple_of(2) { 1.0 } else { 0.0 };
     // base: half right on both suites
     with_new_task(&baseline, &p("base"), "base", half, half);
@@ -362,9 +648,9 @@ fn several_fine_tunes_report_gain_against_forgetting() {
         |i| if i < 24 { 0.0 } else { half(i) },
         |_| 1.0,
     );
-    let rep = tmp.path().join("rep");
-    let args = |extra: &[&str]| {
-        let mut v: Vec<String> = vec![
+    let rep = cx.join("rep");
+    let run = |extra: &[&str]| {
+        let mut a: Vec<String> = vec![
             "compare".into(),
             p("base").to_str().unwrap().to_string(),
             p("careful").to_str().unwrap().to_string(),
@@ -374,21 +660,19 @@ fn several_fine_tunes_report_gain_against_forgetting() {
             "--report-dir".into(),
             rep.to_str().unwrap().to_string(),
         ];
-        v.extend(extra.iter().map(|s| s.to_string()));
-        v
+        a.extend(extra.iter().map(|s| s.to_string()));
+        cx.cli(&a)
     };
-    let run = |extra: &[&str]| {
-        let a = args(extra);
-        cli(&a.iter().map(String::as_str).collect::<Vec<_>>())
-    };
-    let (code, md, err) = run(&["--new-task", "new"]);
-    assert_eq!(code, 0, "{err}");
-    insta::assert_snapshot!("several_finetunes_markdown", md);
+    let r = run(&["--new-task", "new"]).expect(0);
+    insta::assert_snapshot!("several_finetunes_markdown", r.stdout);
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(rep.join("report.json")).unwrap()).unwrap();
     let t = |i: usize, k: &str| json["finetunes"][i]["tradeoff"][k].as_f64().unwrap();
     assert!((t(0, "gain") - 10.0 / 60.0).abs() < 1e-9);
     assert_eq!(t(0, "forgetting"), 0.0);
+    // forgetting nothing still has an interval of positive width
+    let ci = &json["finetunes"][0]["tradeoff"]["forgetting_ci"];
+    assert!(ci["upper"].as_f64().unwrap() > 0.01, "{ci}");
     assert!((t(1, "gain") - 0.5).abs() < 1e-9);
     assert!((t(1, "forgetting") - 0.2).abs() < 1e-9);
     let report = std::fs::read_to_string(rep.join("report.md")).unwrap();
@@ -411,23 +695,26 @@ fn several_fine_tunes_report_gain_against_forgetting() {
     assert!(delta.contains("greedy: mc") && delta.contains("careful: new"));
     // no --new-task: tables, no gain chart; an unknown one is an error that names the suites
     std::fs::remove_dir_all(&rep).unwrap();
-    let (code, md, _) = run(&[]);
-    assert_eq!(code, 0);
+    let r = run(&[]).expect(0);
     assert!(
-        md.contains("## sft-eval: careful vs base") && !md.contains("New-task gain"),
-        "{md}"
+        r.stdout.contains("## sft-eval: careful vs base") && !r.stdout.contains("New-task gain"),
+        "{}",
+        r.stdout
     );
     assert!(!rep.join("gain_vs_forgetting.svg").exists());
-    let (code, _, err) = run(&["--new-task", "math"]);
-    assert_eq!(code, 2);
-    assert!(err.contains("`math`") && err.contains("mc, new"), "{err}");
+    let r = run(&["--new-task", "math"]).expect(2);
+    assert!(
+        r.stderr.contains("`math`") && r.stderr.contains("mc, new"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
 fn compare_reads_a_training_run_directory() {
-    let tmp = tempdir();
-    let (suite, _) = setup(tmp.path());
-    let run = tmp.path().join("run-a");
+    let cx = TestContext::new();
+    let (suite, _) = setup(&cx);
+    let run = cx.join("run-a");
     let c = sft_eval::train::TrainConfig {
         model: model_dir("llama"),
         data: fixtures().join("trl/prompt_completion.jsonl"),
@@ -439,14 +726,14 @@ fn compare_reads_a_training_run_directory() {
     };
     sft_eval::train::train(c, &run, false, &mut sft_eval::train::observer::Silent).unwrap();
     let compare = |ft: &Path, rep: &Path| {
-        cli(&[
+        cx.cli(&[
             "compare",
             model_dir("llama").to_str().unwrap(),
             ft.to_str().unwrap(),
             "--suites",
             suite.to_str().unwrap(),
             "--cache-dir",
-            tmp.path().join("cache").to_str().unwrap(),
+            cx.join("cache").to_str().unwrap(),
             "--resamples",
             "1000",
             "--drift-items",
@@ -455,15 +742,15 @@ fn compare_reads_a_training_run_directory() {
             rep.to_str().unwrap(),
         ])
     };
-    let (code, md, err) = compare(&run, &tmp.path().join("rep"));
-    assert_eq!(code, 0, "{err}");
+    let md = compare(&run, &cx.join("rep")).expect(0).stdout;
     // the run directory is compared through its final checkpoint…
-    let (code, md_final, _) = compare(&run.join("final"), &tmp.path().join("rep-final"));
-    assert_eq!(code, 0);
+    let md_final = compare(&run.join("final"), &cx.join("rep-final"))
+        .expect(0)
+        .stdout;
     assert_eq!(md, md_final);
     assert!(md.contains("Label-free drift"), "{md}");
     // …and its loss curve is charted
-    let rep = tmp.path().join("rep");
+    let rep = cx.join("rep");
     let report = std::fs::read_to_string(rep.join("report.md")).unwrap();
     assert!(report.contains("![Training loss](loss.svg)"), "{report}");
     let svg = std::fs::read_to_string(rep.join("loss.svg")).unwrap();
@@ -471,24 +758,27 @@ fn compare_reads_a_training_run_directory() {
     assert!(doc
         .descendants()
         .any(|n| n.has_tag_name("text") && n.text().map(str::trim) == Some("run-a")));
-    assert!(!tmp.path().join("rep-final/loss.svg").exists());
+    assert!(!cx.join("rep-final/loss.svg").exists());
     // a broken log is an error naming the file and line
     let log = run.join("log.jsonl");
     let mut text = std::fs::read_to_string(&log).unwrap();
     text.push_str("{\"step\": 9, \"loss\": \"oops\"}\n");
     std::fs::write(&log, &text).unwrap();
-    let (code, _, err) = compare(&run, &tmp.path().join("rep"));
-    assert_eq!(code, 2);
+    let r = compare(&run, &cx.join("rep")).expect(2);
     let line = format!("log.jsonl:{}:", text.lines().count());
-    assert!(err.contains(&line) && err.contains("hint:"), "{err}");
+    assert!(
+        r.stderr.contains(&line) && r.stderr.contains("hint:"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
 fn compare_of_checkpoints_reports_label_free_drift() {
-    let tmp = tempdir();
-    let (suite, _) = setup(tmp.path());
+    let cx = TestContext::new();
+    let (suite, _) = setup(&cx);
     // a fine-tune: a few steps of SFT on the TRL fixture data
-    let run = tmp.path().join("run");
+    let run = cx.join("run");
     let mut c = sft_eval::train::TrainConfig {
         model: model_dir("llama"),
         data: fixtures().join("trl/prompt_completion.jsonl"),
@@ -500,9 +790,9 @@ fn compare_of_checkpoints_reports_label_free_drift() {
     };
     c.freeze.first_layers = 1;
     sft_eval::train::train(c, &run, false, &mut sft_eval::train::observer::Silent).unwrap();
-    let json = tmp.path().join("cmp.json");
+    let json = cx.join("cmp.json");
     let args = |ft: &Path| {
-        cli(&[
+        cx.cli(&[
             "compare",
             model_dir("llama").to_str().unwrap(),
             ft.to_str().unwrap(),
@@ -511,13 +801,12 @@ fn compare_of_checkpoints_reports_label_free_drift() {
             "--json",
             json.to_str().unwrap(),
             "--cache-dir",
-            tmp.path().join("cache").to_str().unwrap(),
+            cx.join("cache").to_str().unwrap(),
             "--resamples",
             "1000",
         ])
     };
-    let (code, md, err) = args(&run.join("final"));
-    assert_eq!(code, 0, "{err}");
+    let md = args(&run.join("final")).expect(0).stdout;
     assert!(md.contains("Label-free drift"), "{md}");
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
@@ -564,8 +853,7 @@ fn compare_of_checkpoints_reports_label_free_drift() {
     assert_eq!(get("layer 0"), 0.0, "layer 0 was frozen");
     assert!(get("layer 1") > 0.0);
     // the base against itself: no drift at all
-    let (code, _, _) = args(&model_dir("llama"));
-    assert_eq!(code, 0);
+    args(&model_dir("llama")).expect(0);
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert!(v["drift"]["kl"]["mc"].as_f64().unwrap().abs() < 1e-9);
@@ -578,20 +866,21 @@ fn compare_of_checkpoints_reports_label_free_drift() {
 
 #[test]
 fn baseline_update_shows_changes_and_writes_only_with_yes() {
-    let tmp = tempdir();
-    let (_, baseline) = setup(tmp.path());
+    let cx = TestContext::new();
+    let (_, baseline) = setup(&cx);
     let b = baseline.to_str().unwrap();
-    let cache = tmp.path().join("cache");
-    let (code, out, err) = cli(&[
-        "baseline",
-        "update",
-        "--baseline",
-        b,
-        "--cache-dir",
-        cache.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 0, "{err}");
-    assert!(out.contains("no changes"), "{out}");
+    let cache = cx.join("cache");
+    let r = cx
+        .cli(&[
+            "baseline",
+            "update",
+            "--baseline",
+            b,
+            "--cache-dir",
+            cache.to_str().unwrap(),
+        ])
+        .expect(0);
+    assert!(r.stdout.contains("no changes"), "{}", r.stdout);
     // another checkpoint: changes are listed, the file is untouched without --yes
     let before = std::fs::read_to_string(&baseline).unwrap();
     let other = model_dir("llama-t5-sharded");
@@ -608,17 +897,132 @@ fn baseline_update_shows_changes_and_writes_only_with_yes() {
         if yes {
             v.push("--yes");
         }
-        cli(&v)
+        cx.cli(&v)
     };
-    let (code, out, err) = args(false);
-    assert_eq!(code, 0, "{err}");
+    let r = args(false).expect(0);
     assert!(
-        out.contains("model fingerprint") && out.contains("not written"),
-        "{out}"
+        r.stdout.contains("model fingerprint") && r.stdout.contains("not written"),
+        "{}",
+        r.stdout
     );
     assert_eq!(std::fs::read_to_string(&baseline).unwrap(), before);
-    let (code, out, _) = args(true);
-    assert_eq!(code, 0);
-    assert!(out.contains("written"), "{out}");
+    let r = args(true).expect(0);
+    assert!(r.stdout.contains("written"), "{}", r.stdout);
     assert_ne!(std::fs::read_to_string(&baseline).unwrap(), before);
+    // what it wrote is a sealed baseline the gate reads
+    EvalResults::read(&baseline).unwrap();
+}
+
+#[test]
+fn every_file_the_loader_reads_is_in_the_cache_key() {
+    use sft_eval::model::fingerprint::{fingerprint, INPUT_FILES};
+    let cx = TestContext::new();
+    let dir = copy_fixture("llama", cx.path());
+    let before = fingerprint(&dir).unwrap();
+    // an unrelated file changes nothing; one that would hang a reader is not read
+    std::fs::write(dir.join("README.md"), "notes").unwrap();
+    #[cfg(unix)]
+    std::os::unix::fs::symlink("/dev/zero", dir.join("extra.bin")).unwrap();
+    assert_eq!(fingerprint(&dir).unwrap(), before);
+    let weights = sft_eval::model::checkpoint::weight_file_names(&dir)
+        .unwrap()
+        .0;
+    for name in INPUT_FILES
+        .iter()
+        .copied()
+        .chain(weights.iter().map(String::as_str))
+    {
+        let p = dir.join(name);
+        let saved = std::fs::read(&p).ok();
+        let mut bytes = saved.clone().unwrap_or_else(|| b"{}".to_vec());
+        bytes.push(b' ');
+        std::fs::write(&p, &bytes).unwrap();
+        assert_ne!(
+            fingerprint(&dir).unwrap(),
+            before,
+            "{name} is not in the key"
+        );
+        match saved {
+            Some(b) => std::fs::write(&p, b).unwrap(),
+            None => std::fs::remove_file(&p).unwrap(),
+        }
+        assert_eq!(fingerprint(&dir).unwrap(), before, "{name} restored");
+    }
+    // a listed file that is not a regular file is an error, never a hang
+    let gen = dir.join("generation_config.json");
+    let saved = std::fs::read(&gen).ok();
+    let _ = std::fs::remove_file(&gen);
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::symlink("/dev/zero", &gen).unwrap();
+        let e = fingerprint(&dir).unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+        std::fs::remove_file(&gen).unwrap();
+    }
+    if let Some(b) = saved {
+        std::fs::write(&gen, b).unwrap();
+    }
+}
+
+#[test]
+fn a_changed_generation_config_is_never_served_from_the_cache() {
+    let cx = TestContext::new();
+    let dir = copy_fixture("llama", cx.path());
+    let items: String = (0..4)
+        .map(|i| format!("{}\n", serde_json::json!({"id": format!("g{i}"), "input": format!("Count: {i}"), "target": "7"})))
+        .collect();
+    cx.write(
+        "suites/gen/suite.toml",
+        "name = \"gen\"\ncapability = \"math\"\nversion = \"1\"\nscorer = \"generate_number\"\nmetric = \"exact_match\"\n[prompt]\ntemplate = \"{{ input }}\"\nchat = \"never\"\n[generation]\nmax_new_tokens = 8\n",
+    );
+    cx.write("suites/gen/items.jsonl", &items);
+    let eval = |out: &str| {
+        cx.cli(&[
+            "eval",
+            dir.to_str().unwrap(),
+            "--suites",
+            cx.join("suites/gen").to_str().unwrap(),
+            "--cache-dir",
+            cx.join("cache").to_str().unwrap(),
+            "-o",
+            cx.join(out).to_str().unwrap(),
+        ])
+        .expect(0)
+    };
+    let first = eval("a.json");
+    assert!(!first.stderr.contains("[cached]"), "{}", first.stderr);
+    assert!(eval("b.json").stderr.contains("[cached]"));
+    let a = EvalResults::read(&cx.join("a.json")).unwrap();
+    // every token the model generated first now ends generation
+    let firsts: Vec<u32> = {
+        let m = load("llama");
+        a.suites[0]
+            .items
+            .iter()
+            .filter_map(|it| it.output.as_ref())
+            .filter_map(|o| m.tokenizer.encode(o, false).ok()?.first().copied())
+            .collect()
+    };
+    assert!(!firsts.is_empty());
+    std::fs::write(
+        dir.join("generation_config.json"),
+        serde_json::json!({"eos_token_id": firsts}).to_string(),
+    )
+    .unwrap();
+    let third = eval("c.json");
+    assert!(!third.stderr.contains("[cached]"), "{}", third.stderr);
+    let c = EvalResults::read(&cx.join("c.json")).unwrap();
+    assert_ne!(a.model.fingerprint, c.model.fingerprint);
+    assert_ne!(
+        a.suites[0]
+            .items
+            .iter()
+            .map(|i| &i.output)
+            .collect::<Vec<_>>(),
+        c.suites[0]
+            .items
+            .iter()
+            .map(|i| &i.output)
+            .collect::<Vec<_>>()
+    );
 }

@@ -2,7 +2,6 @@
 //! `llama` fixture by .ci/llama_to_gguf.py) dequantized into the generic decoder.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use candle_core::Tensor;
 use sft_eval::backend::gguf::GgufModel;
@@ -114,16 +113,8 @@ fn gguf_errors_name_the_file() {
 }
 
 fn sft_eval(args: &[&str]) -> (i32, String, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_sft-eval"))
-        .env("SFT_EVAL_NO_PROGRESS", "1")
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        o.status.code().unwrap(),
-        String::from_utf8_lossy(&o.stdout).into(),
-        String::from_utf8_lossy(&o.stderr).into(),
-    )
+    let r = TestContext::new().cli(args);
+    (r.code, r.stdout, r.stderr)
 }
 
 fn write_mc_suite(dir: &Path) {

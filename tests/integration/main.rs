@@ -1,4 +1,5 @@
 //! The one integration test binary (ripgrep style): each module covers one area.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod common;
 

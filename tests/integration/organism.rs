@@ -1,7 +1,6 @@
 //! The model organism (`models/organism`, made by `sft-eval pretrain`) and `sft-eval demo`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::Value;
 use sft_eval::model::{ChatTemplate, Message, Tokenizer};
@@ -72,16 +71,8 @@ fn shipped_template_renders_the_pretraining_format() {
 }
 
 fn run(args: &[&str]) -> (i32, String, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_sft-eval"))
-        .args(args)
-        .env("SFT_EVAL_NO_PROGRESS", "1")
-        .output()
-        .unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
+    let r = crate::common::TestContext::new().cli(args);
+    (r.code, r.stdout, r.stderr)
 }
 
 /// `sft-eval pretrain` end to end on a tiny recipe: world, tokenizer, initial checkpoint,

@@ -436,7 +436,7 @@ fn kl_on_broad_data_logs_its_term_and_needs_a_beta() {
     assert!(rows.last().unwrap()["terms"]["kl"].as_f64().unwrap() > 0.0);
     // step 1's loss is the training batch's alone (same batch, same weights as without KL)
     assert_eq!(rows[0]["loss"].as_f64().unwrap(), plain[0]);
-    let o = sft_eval_cmd()
+    let o = sft_eval_command()
         .args(cli_args(&tmp.path().join("cli"), 1))
         .args([
             "--kl-data",
@@ -456,7 +456,7 @@ fn device_setting_is_resolved_and_a_missing_gpu_build_is_a_clear_error() {
     let cfg = tmp.path().join("c.toml");
     std::fs::write(&cfg, "device = \"cuda:1\"\n").unwrap();
     let show = |extra: &[&str]| -> Value {
-        let o = sft_eval_cmd()
+        let o = sft_eval_command()
             .env_remove("SFT_EVAL_DEVICE")
             .args(cli_args(&tmp.path().join("show"), 1))
             .args(extra)
@@ -478,7 +478,7 @@ fn device_setting_is_resolved_and_a_missing_gpu_build_is_a_clear_error() {
     );
     if !cfg!(feature = "cuda") {
         let out = tmp.path().join("gpu");
-        let o = sft_eval_cmd()
+        let o = sft_eval_command()
             .args(cli_args(&out, 1))
             .args(["--device", "cuda"])
             .output()
@@ -508,12 +508,6 @@ fn adamw_in_place_kernel_matches_the_composition() {
     assert_steps_close("CPU kernel vs composition", &fused, &composed, 1e-6);
     // the weights moved
     assert!(max_abs_diff(&fused[0], &adamw_start()) > 1e-3);
-}
-
-fn sft_eval_cmd() -> std::process::Command {
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_sft-eval"));
-    c.env("SFT_EVAL_NO_PROGRESS", "1");
-    c
 }
 
 fn cli_args(out: &Path, steps: usize) -> Vec<String> {
@@ -553,13 +547,13 @@ fn resume_after_sigkill_reproduces_the_uninterrupted_losses_bit_for_bit() {
     let tmp = tempdir();
     let steps = 600;
     let full = tmp.path().join("full");
-    let st = sft_eval_cmd()
+    let st = sft_eval_command()
         .args(cli_args(&full, steps))
         .status()
         .unwrap();
     assert!(st.success());
     let killed = tmp.path().join("killed");
-    let mut child = sft_eval_cmd()
+    let mut child = sft_eval_command()
         .args(cli_args(&killed, steps))
         .spawn()
         .unwrap();
@@ -579,7 +573,7 @@ fn resume_after_sigkill_reproduces_the_uninterrupted_losses_bit_for_bit() {
         !killed.join("final").exists(),
         "the run finished before it could be killed; raise `steps`"
     );
-    let st = sft_eval_cmd()
+    let st = sft_eval_command()
         .args(["train", "--resume", "-o", killed.to_str().unwrap()])
         .status()
         .unwrap();
@@ -614,7 +608,7 @@ fn bad_input_exits_2_with_clear_errors() {
     .unwrap();
     let model = model_dir("llama");
     let run = |args: &[&str]| {
-        let o = sft_eval_cmd().args(args).output().unwrap();
+        let o = sft_eval_command().args(args).output().unwrap();
         (
             o.status.code().unwrap(),
             String::from_utf8_lossy(&o.stderr).to_string(),
@@ -764,7 +758,7 @@ fn a_config_file_can_name_the_model_and_flags_override_it() {
         ),
     )
     .unwrap();
-    let o = sft_eval_cmd()
+    let o = sft_eval_command()
         .args([
             "train",
             "--config",

@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
 
-use super::eval::{evaluate, write_out};
+use super::eval::write_out;
 use crate::error::{Error, ExitStatus};
 use crate::gate::compare::compare;
-use crate::gate::policy::{judge, Policy};
+use crate::gate::policy::Policy;
 use crate::gate::{read_results, report};
 use crate::stats::BootstrapConfig;
 use crate::suite::results::{Cache, EvalResults};
@@ -50,23 +50,28 @@ pub struct EvalSource {
 }
 
 impl EvalSource {
-    /// A results file, or a checkpoint folder or GGUF file (with `--tokenizer`) evaluated now
-    /// (on `like`'s suites and settings).
+    /// A results file, or a checkpoint folder, GGUF file (with `--tokenizer`) or `openai:NAME`
+    /// evaluated now. With `like` (a baseline or the base side), on `like`'s settings and on its
+    /// suites (or on `--suites`, which must then be the same suites: compare and gate refuse
+    /// results that differ).
     fn load(&self, p: &Path, like: Option<&EvalResults>) -> Result<EvalResults, Error> {
         let gguf = crate::backend::gguf::is_gguf(p);
         if p.is_file() && !gguf {
             return Ok(read_results(p)?);
         }
         let (suites, settings) = match like {
-            Some(b) if self.suites.is_empty() => {
-                let names: Vec<String> = b
-                    .suites
-                    .iter()
-                    .map(|s| s.source.clone().unwrap_or_else(|| s.suite.clone()))
-                    .collect();
+            Some(b) => {
+                let names = if self.suites.is_empty() {
+                    b.suites
+                        .iter()
+                        .map(|s| s.source.clone().unwrap_or_else(|| s.suite.clone()))
+                        .collect()
+                } else {
+                    self.suites.clone()
+                };
                 (names, b.settings.clone())
             }
-            _ => (
+            None => (
                 self.suites.clone(),
                 EvalSettings {
                     batch_size: self.batch_size,
@@ -84,34 +89,14 @@ impl EvalSource {
         let cache = Cache {
             dir: self.cache_dir.clone(),
         };
-        if let Some(name) = p.to_str().and_then(|s| s.strip_prefix("openai:")) {
-            let b = self.server.connect(name)?;
-            return super::eval::evaluate_served(
-                &b,
-                &suites,
-                &self.suites_dir,
-                settings,
-                Some(&cache),
-            );
-        }
-        if gguf {
-            return super::eval::evaluate_gguf(
-                p,
-                self.server.tokenizer.as_deref(),
-                &suites,
-                &self.suites_dir,
-                settings,
-                Some(&cache),
-                &self.device,
-            );
-        }
-        evaluate(
+        super::eval::evaluate_path(
             p,
             &suites,
             &self.suites_dir,
-            settings,
+            &settings,
             Some(&cache),
             &self.device,
+            &self.server,
         )
     }
 
@@ -436,7 +421,7 @@ pub fn run_gate(a: &GateArgs) -> Result<ExitStatus, Error> {
                 path: p.clone(),
                 source: e,
             })?;
-            toml::from_str(&text).map_err(|e| Error::Usage(format!("{}: {e}", p.display())))?
+            Policy::from_toml(&text).map_err(|e| Error::Usage(format!("{}: {e}", p.display())))?
         }
         None => Policy::default(),
     };
@@ -451,16 +436,19 @@ pub fn run_gate(a: &GateArgs) -> Result<ExitStatus, Error> {
         }
         (None, None) => unreachable!("clap requires one"),
     };
-    for r in &policy.required {
-        if !base.suites.iter().any(|s| &s.suite == r) {
-            return Err(Error::Gate(crate::gate::GateError::Mismatch(format!(
-                "required suite `{r}` is not in the baseline"
-            ))));
-        }
-    }
-    let c = compare(&base, &ft, policy.confidence, &a.src.boot())?;
-    let verdicts = judge(&c, &policy);
-    let md = report::markdown(&c, Some(&verdicts));
+    let outcome = crate::gate::gate(&base, &ft, &policy, &a.src.boot()).map_err(|e| match e {
+        crate::gate::GateError::Policy(m) => Error::Usage(format!(
+            "{}: {m}",
+            a.policy
+                .as_ref()
+                .map_or("the default gate policy".into(), |p| p
+                    .display()
+                    .to_string())
+        )),
+        other => other.into(),
+    })?;
+    let (c, verdicts) = (&outcome.comparison, &outcome.verdicts);
+    let md = report::markdown(c, Some(verdicts));
     if let Ok(summary) = std::env::var("GITHUB_STEP_SUMMARY") {
         use std::io::Write;
         if let Ok(mut f) = std::fs::OpenOptions::new()
@@ -471,20 +459,13 @@ pub fn run_gate(a: &GateArgs) -> Result<ExitStatus, Error> {
             let _ = f.write_all(md.as_bytes());
         }
     }
-    let passed = !verdicts.iter().any(|v| v.fails);
-    let v = serde_json::json!({"comparison": c, "verdicts": verdicts, "passed": passed});
-    let json = serde_json::to_string_pretty(&v).expect("serialises") + "\n";
-    // one margin line when every suite has the same margin
-    let margins: Vec<f64> = c
-        .suites
+    let json = serde_json::to_string_pretty(&outcome).expect("serialises") + "\n";
+    // one margin line when every charted suite has the same margin
+    let margins: Vec<f64> = verdicts
         .iter()
-        .map(|s| {
-            policy
-                .suites
-                .get(&s.suite)
-                .unwrap_or(&policy.default)
-                .margin
-        })
+        .zip(&c.suites)
+        .filter(|(_, s)| s.unit == crate::suite::scorer::Unit::Proportion)
+        .map(|(v, _)| v.limits.margin)
         .collect();
     let margin = margins
         .first()
@@ -494,7 +475,7 @@ pub fn run_gate(a: &GateArgs) -> Result<ExitStatus, Error> {
         "Δ with CI per suite, coloured by verdict",
         "delta.svg",
         crate::report::delta_ci_svg_with(
-            &report::delta_rows(&c, Some(&verdicts), None),
+            &report::delta_rows(c, Some(verdicts), None),
             &crate::report::DeltaChartOptions {
                 title: format!("{} − {}: gate", ft_side.name, base_side.name),
                 confidence: policy.confidence,
@@ -516,7 +497,7 @@ pub fn run_gate(a: &GateArgs) -> Result<ExitStatus, Error> {
         write_out(Some(j), &json)?;
     }
     write_out(a.markdown.as_deref(), &md)?;
-    Ok(if passed {
+    Ok(if outcome.passed {
         ExitStatus::Success
     } else {
         ExitStatus::Failure
@@ -628,9 +609,7 @@ pub fn run_baseline(c: &BaselineCommand) -> Result<ExitStatus, Error> {
                         .collect::<String>()
             };
             if a.yes && !diff.is_empty() {
-                let mut text = serde_json::to_string_pretty(&new).expect("results serialise");
-                text.push('\n');
-                write_out(Some(&a.baseline), &text)?;
+                write_out(Some(&a.baseline), &new.to_json())?;
                 msg.push_str("written\n");
             } else if !diff.is_empty() {
                 msg.push_str("not written: pass --yes to replace the baseline\n");
@@ -643,8 +622,7 @@ pub fn run_baseline(c: &BaselineCommand) -> Result<ExitStatus, Error> {
                 return Err(Error::Usage("baseline record needs --suites".into()));
             }
             let r = a.src.load(&a.model, None)?;
-            let mut text = serde_json::to_string_pretty(&r).expect("results serialise");
-            text.push('\n');
+            let text = r.to_json();
             if let Some(parent) = a.out.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent).map_err(|e| Error::Io {
                     path: parent.to_path_buf(),

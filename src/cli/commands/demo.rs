@@ -50,6 +50,8 @@ impl TrainObserver for Progress {
 
 impl SuiteObserver for Progress {}
 
+impl crate::suite::evaluate::EvalObserver for Progress {}
+
 impl DemoObserver for Progress {
     fn stage(&mut self, what: &str) {
         crate::cli::print_stderr(&format!(

@@ -5,14 +5,15 @@ use std::path::PathBuf;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::backend::gguf::{is_gguf, GgufModel};
+use crate::backend::gguf::is_gguf;
 use crate::backend::openai::{OpenAiBackend, OpenAiOptions};
-use crate::backend::LanguageModel;
 use crate::error::{Error, ExitStatus};
-use crate::model::{DeviceSpec, LoadOptions, Model};
-use crate::suite::resolve::resolve;
-use crate::suite::results::{fingerprint, Cache, EvalResults, ModelRef};
-use crate::suite::runner::{run_suite, EvalSettings, SuiteObserver};
+use crate::model::{DeviceSpec, LoadOptions};
+use crate::suite::evaluate::{
+    evaluate_checkpoint, evaluate_gguf, evaluate_served, resolve_suites, EvalObserver,
+};
+use crate::suite::results::{Cache, EvalResults};
+use crate::suite::runner::{EvalSettings, SuiteObserver, SuiteResult};
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
@@ -146,9 +147,16 @@ impl ServerArgs {
     }
 }
 
-struct Bar(Option<ProgressBar>);
+/// The progress bar of one suite at a time, and a line per finished suite on stderr.
+pub struct Progress(Option<ProgressBar>);
 
-impl SuiteObserver for Bar {
+impl Progress {
+    pub fn new() -> Progress {
+        Progress(None)
+    }
+}
+
+impl SuiteObserver for Progress {
     fn start(&mut self, suite: &str, items: usize) {
         if crate::cli::progress_enabled() {
             let b = ProgressBar::new(items as u64);
@@ -175,138 +183,65 @@ impl SuiteObserver for Bar {
     }
 }
 
-/// Resolve suite arguments before any model is loaded, so a bad one fails fast.
-fn resolve_all(
-    suites: &[String],
-    suites_dir: &std::path::Path,
-) -> Result<Vec<crate::suite::spec::Suite>, Error> {
-    Ok(suites
-        .iter()
-        .map(|s| resolve(s, suites_dir))
-        .collect::<Result<Vec<_>, _>>()?)
-}
-
-/// Evaluate a checkpoint on suites (cached), reporting each suite's line on stderr.
-pub fn evaluate(
-    model_dir: &std::path::Path,
-    suites: &[String],
-    suites_dir: &std::path::Path,
-    settings: EvalSettings,
-    cache: Option<&Cache>,
-    device: &DeviceArgs,
-) -> Result<EvalResults, Error> {
-    let resolved = resolve_all(suites, suites_dir)?;
-    let model = Model::load(model_dir, &device.load_options()?)?;
-    let fp = fingerprint(model_dir)?;
-    evaluate_with(
-        &model,
-        ModelRef {
-            path: model_dir.display().to_string(),
-            fingerprint: fp,
-        },
-        suites,
-        &resolved,
-        settings,
-        cache,
-    )
-}
-
-/// Evaluate a llama GGUF file, dequantized into the local decoder, with the tokenizer of the
-/// Hugging Face folder `tokenizer` (required).
-pub fn evaluate_gguf(
-    path: &std::path::Path,
-    tokenizer: Option<&std::path::Path>,
-    suites: &[String],
-    suites_dir: &std::path::Path,
-    settings: EvalSettings,
-    cache: Option<&Cache>,
-    device: &DeviceArgs,
-) -> Result<EvalResults, Error> {
-    let resolved = resolve_all(suites, suites_dir)?;
-    let model = GgufModel::load(path, tokenizer, &device.load_options()?)?;
-    evaluate_with(
-        &model,
-        ModelRef {
-            path: path.display().to_string(),
-            fingerprint: model.fingerprint.clone(),
-        },
-        suites,
-        &resolved,
-        settings,
-        cache,
-    )
-}
-
-/// Evaluate a served model (`--backend openai`) on suites (cached).
-pub fn evaluate_served(
-    backend: &OpenAiBackend,
-    suites: &[String],
-    suites_dir: &std::path::Path,
-    settings: EvalSettings,
-    cache: Option<&Cache>,
-) -> Result<EvalResults, Error> {
-    let resolved = resolve_all(suites, suites_dir)?;
-    let o = backend.options();
-    evaluate_with(
-        backend,
-        ModelRef {
-            path: format!("openai:{}@{}", o.model, o.base_url),
-            fingerprint: backend.fingerprint().to_string(),
-        },
-        suites,
-        &resolved,
-        settings,
-        cache,
-    )
-}
-
-/// Score `model` on resolved suites; each suite's result is cached as soon as it is done, so a
-/// run that fails part-way keeps the suites it finished.
-fn evaluate_with(
-    model: &dyn LanguageModel,
-    model_ref: ModelRef,
-    names: &[String],
-    suites: &[crate::suite::spec::Suite],
-    settings: EvalSettings,
-    cache: Option<&Cache>,
-) -> Result<EvalResults, Error> {
-    let fp = model_ref.fingerprint.clone();
-    let mut results = Vec::new();
-    for (s, name) in suites.iter().zip(names) {
-        let mut r = match cache.and_then(|c| c.get(&fp, &s.hash, &settings)) {
-            Some(r) => r,
-            None => {
-                let r = run_suite(model, s, &settings, &mut Bar(None))?;
-                if let Some(c) = cache {
-                    c.put(&fp, &settings, &r)?;
-                }
-                r
-            }
-        };
-        r.source = Some(name.clone());
+impl EvalObserver for Progress {
+    fn suite_done(&mut self, r: &SuiteResult, cached: bool) {
+        let u = r.unit;
         crate::cli::print_stderr(&format!(
-            "{}: {} = {:.4} ± {:.4} (n = {}, format failures {})\n",
-            r.suite, r.metric, r.mean, r.se, r.n, r.format_failures
+            "{}: {} = {:.4} ± {:.4} {}(n = {}, format failures {}){}\n",
+            r.suite,
+            r.metric,
+            r.mean,
+            r.se,
+            match u {
+                crate::suite::scorer::Unit::Proportion => String::new(),
+                other => format!("{} ", other.label()),
+            },
+            r.n,
+            r.format_failures,
+            if cached { " [cached]" } else { "" }
         ));
-        results.push(r);
     }
-    Ok(EvalResults::new(model_ref, settings, results))
+}
+
+/// Evaluate a checkpoint folder, a GGUF file (with `tokenizer`) or an `openai:NAME` served model
+/// (with `server`) on suites, through the cache.
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate_path(
+    p: &std::path::Path,
+    suites: &[String],
+    suites_dir: &std::path::Path,
+    settings: &EvalSettings,
+    cache: Option<&Cache>,
+    device: &DeviceArgs,
+    server: &ServerArgs,
+) -> Result<EvalResults, Error> {
+    let resolved = resolve_suites(suites, suites_dir)?;
+    let mut obs = Progress::new();
+    if let Some(name) = p.to_str().and_then(|s| s.strip_prefix("openai:")) {
+        let b = server.connect(name)?;
+        return Ok(evaluate_served(&b, &resolved, settings, cache, &mut obs)?);
+    }
+    let opts = device.load_options()?;
+    if is_gguf(p) {
+        return Ok(evaluate_gguf(
+            p,
+            server.tokenizer.as_deref(),
+            &resolved,
+            settings,
+            cache,
+            &opts,
+            &mut obs,
+        )?);
+    }
+    Ok(evaluate_checkpoint(
+        p, &resolved, settings, cache, &opts, &mut obs,
+    )?)
 }
 
 /// Write text atomically (temp file + rename), or to stdout without a path.
 pub fn write_out(path: Option<&std::path::Path>, text: &str) -> Result<(), Error> {
     match path {
-        Some(p) => {
-            let tmp = p.with_extension("tmp");
-            std::fs::write(&tmp, text).map_err(|e| Error::Io {
-                path: tmp.clone(),
-                source: e,
-            })?;
-            std::fs::rename(&tmp, p).map_err(|e| Error::Io {
-                path: p.to_path_buf(),
-                source: e,
-            })
-        }
+        Some(p) => Ok(crate::report::write_atomic(p, text.as_bytes())?),
         None => {
             crate::cli::print_stdout(text);
             Ok(())
@@ -338,29 +273,25 @@ pub fn run(a: &EvalArgs) -> Result<ExitStatus, Error> {
                         .into(),
                 )
             })?;
+            let resolved = resolve_suites(&a.suites, &a.suites_dir)?;
             let b = a.backend.server.connect(name)?;
-            evaluate_served(&b, &a.suites, &a.suites_dir, settings, cache)?
+            evaluate_served(&b, &resolved, &settings, cache, &mut Progress::new())?
         }
-        (BackendKind::Local, Some(p)) if is_gguf(p) => evaluate_gguf(
+        (BackendKind::Local, Some(p)) => evaluate_path(
             p,
-            a.backend.server.tokenizer.as_deref(),
             &a.suites,
             &a.suites_dir,
-            settings,
+            &settings,
             cache,
             &a.device,
+            &a.backend.server,
         )?,
-        (BackendKind::Local, Some(p)) => {
-            evaluate(p, &a.suites, &a.suites_dir, settings, cache, &a.device)?
-        }
         (BackendKind::Local, None) => {
             return Err(Error::Usage(
                 "give a checkpoint folder, or --backend openai --base-url URL --model NAME".into(),
             ))
         }
     };
-    let mut text = serde_json::to_string_pretty(&out).expect("results serialise");
-    text.push('\n');
-    write_out(a.out.as_deref(), &text)?;
+    write_out(a.out.as_deref(), &out.to_json())?;
     Ok(ExitStatus::Success)
 }
