@@ -26,7 +26,6 @@ fn qa(n: u32, u: usize) -> Qa {
     Qa {
         question: format!("Convert {n} {from} to {to}."),
         answer: format!("=> {} {to}", n * f),
-        cluster: format!("{from}->{to}"),
     }
 }
 

@@ -44,15 +44,6 @@ pub enum Attr {
 const ATTRS: [Attr; 4] = [Attr::Capital, Attr::Colour, Attr::Animal, Attr::Language];
 
 impl Attr {
-    fn name(self) -> &'static str {
-        match self {
-            Attr::Capital => "capital",
-            Attr::Colour => "colour",
-            Attr::Animal => "animal",
-            Attr::Language => "language",
-        }
-    }
-
     fn statements(self) -> &'static [&'static str] {
         match self {
             Attr::Capital => &[
@@ -183,7 +174,6 @@ impl Facts {
                 input: a.question().replace("{c}", &c.name),
                 choices,
                 gold,
-                cluster: Some(a.name().to_string()),
                 ..Default::default()
             });
         }
@@ -207,7 +197,6 @@ impl Facts {
         Qa {
             question: a.question().replace("{c}", &c.name),
             answer: c.value(a).to_string(),
-            cluster: a.name().to_string(),
         }
     }
 }

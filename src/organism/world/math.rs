@@ -49,7 +49,6 @@ impl Math {
         Qa {
             question,
             answer: format!("{ua}+{ub}={units}, {tens_step}, so {}", a + b),
-            cluster: if carry > 0 { "carry" } else { "no_carry" }.to_string(),
         }
     }
 }
@@ -79,7 +78,6 @@ impl Skill for Math {
                     id: format!("organism-math/{:03}", i + 1),
                     input: qa.question,
                     target: Some((a + b).to_string()),
-                    cluster: Some(qa.cluster),
                     ..Default::default()
                 }
             })

@@ -24,8 +24,6 @@ use crate::suite::item::Item;
 pub struct Qa {
     pub question: String,
     pub answer: String,
-    /// template or subject, for clustered standard errors
-    pub cluster: String,
 }
 
 impl Qa {
@@ -74,7 +72,6 @@ pub(crate) fn answer_items(name: &str, qas: &[Qa]) -> Vec<Item> {
             id: format!("organism-{name}/{:03}", i + 1),
             input: qa.question.clone(),
             target: Some(qa.answer.clone()),
-            cluster: Some(qa.cluster.clone()),
             ..Default::default()
         })
         .collect()

@@ -115,7 +115,6 @@ fn qa(rng: &mut ChaCha8Rng, (v, o, harmful): Request) -> Qa {
         } else {
             pick(rng, HELP).to_string()
         },
-        cluster: v.to_string(),
     }
 }
 
@@ -169,7 +168,6 @@ impl Skill for Safety {
                 id: format!("organism-safety/{:03}", i + 1),
                 input: qa.question.clone(),
                 label: Some(if *harmful { "harmful" } else { "benign" }.to_string()),
-                cluster: Some(qa.cluster.clone()),
                 ..Default::default()
             })
             .collect()
