@@ -129,54 +129,51 @@ pub fn paired_interval<C: Hash + Eq>(
         }
         None => None,
     };
-    if !bounded {
-        let (method, ci, critical) = match clustered_ci {
-            Some(ci) => (IntervalMethod::StudentTClustered, ci, summary.critical),
+    let (method, ci, critical, counts, p_value) = if bounded {
+        let counts = PairedCounts::from_scores(base, ft)?;
+        let (method, critical) = match n_clusters {
+            Some(g) => (
+                IntervalMethod::TangoScoreClustered,
+                critical_value(confidence, CiMethod::StudentT, (g - 1) as f64)?,
+            ),
+            None => (
+                IntervalMethod::TangoScore,
+                critical_value(confidence, CiMethod::Normal, 0.0)?,
+            ),
+        };
+        let drop = score_interval(&counts, critical, 1.0)?;
+        // the drop's interval as one of Δ (its ends swap sides); with clusters, also the
+        // cluster-robust one; never past what scores in [0, 1] allow
+        let tango = Interval {
+            lower: -drop.upper,
+            upper: -drop.lower,
+        };
+        let ci = clustered_ci.map_or(tango, |c| hull(tango, c));
+        let ci = Interval {
+            lower: ci.lower.max(-summary.mean_base),
+            upper: ci.upper.min(1.0 - summary.mean_base),
+        };
+        let p_value = if binary && n_clusters.is_none() {
+            mcnemar_from_scores(base, ft, McNemarMethod::Auto)?.p_value
+        } else {
+            summary.p_value
+        };
+        (method, ci, critical, Some(counts), p_value)
+    } else {
+        match clustered_ci {
+            Some(ci) => (
+                IntervalMethod::StudentTClustered,
+                ci,
+                summary.critical,
+                None,
+                summary.p_value,
+            ),
             None => {
                 let (ci, c, _) = skew_corrected_interval(&d, confidence)?;
-                (IntervalMethod::SkewCorrectedT, hull(ci, summary.ci), c)
+                let ci = hull(ci, summary.ci);
+                (IntervalMethod::SkewCorrectedT, ci, c, None, summary.p_value)
             }
-        };
-        return Ok(PairedInterval {
-            method,
-            n: summary.n,
-            delta: summary.delta,
-            ci,
-            confidence,
-            critical,
-            se: summary.se,
-            sd_d: summary.sd_d,
-            clusters: n_clusters,
-            design_effect,
-            counts: None,
-            binary,
-            p_value: summary.p_value,
-        });
-    }
-    let counts = PairedCounts::from_scores(base, ft)?;
-    let (method, critical) = match n_clusters {
-        Some(g) => (
-            IntervalMethod::TangoScoreClustered,
-            critical_value(confidence, CiMethod::StudentT, (g - 1) as f64)?,
-        ),
-        None => (
-            IntervalMethod::TangoScore,
-            critical_value(confidence, CiMethod::Normal, 0.0)?,
-        ),
-    };
-    let drop = score_interval(&counts, critical, 1.0)?;
-    // with clusters, also the cluster-robust interval (of Δ, so its ends swap sides)
-    let drop = match clustered_ci {
-        Some(ci) => Interval {
-            lower: drop.lower.min(-ci.upper),
-            upper: drop.upper.max(-ci.lower),
-        },
-        None => drop,
-    };
-    let p_value = if binary && n_clusters.is_none() {
-        mcnemar_from_scores(base, ft, McNemarMethod::Auto)?.p_value
-    } else {
-        summary.p_value
+        }
     };
     if !p_value.is_finite() {
         return Err(StatsError::NonFinite {
@@ -189,17 +186,14 @@ pub fn paired_interval<C: Hash + Eq>(
         method,
         n: summary.n,
         delta: summary.delta,
-        ci: Interval {
-            lower: -drop.upper,
-            upper: -drop.lower,
-        },
+        ci,
         confidence,
         critical,
         se: summary.se,
         sd_d: summary.sd_d,
         clusters: n_clusters,
         design_effect,
-        counts: Some(counts),
+        counts,
         binary,
         p_value,
     })
@@ -278,11 +272,13 @@ mod tests {
         let iid = paired_interval(&b, &f, NONE, true, 0.95).unwrap();
         let cl = paired_interval(&b, &f, Some(&g[..]), true, 0.95).unwrap();
         assert!(cl.design_effect > 1.0);
+        // never past what scores in [0, 1] allow: the base had everything right
+        assert_eq!(cl.ci.upper, 0.0);
         assert!(cl.ci.lower < iid.ci.lower, "{:?} vs {:?}", cl.ci, iid.ci);
         // it holds the cluster-robust interval…
         let t = paired_interval(&b, &f, Some(&g[..]), false, 0.95).unwrap();
         assert_eq!(t.method, IntervalMethod::StudentTClustered);
-        assert!(cl.ci.lower <= t.ci.lower && cl.ci.upper >= t.ci.upper);
+        assert!(cl.ci.lower <= t.ci.lower && cl.ci.upper >= t.ci.upper.min(0.0));
         // …and keeps a width when nothing flipped, where that one is a point
         let same = paired_interval(&b, &b, Some(&g[..]), true, 0.95).unwrap();
         assert!(same.ci.lower < -0.3, "{:?}", same.ci);
