@@ -8,6 +8,22 @@ use crate::model::score::{
 };
 use crate::model::{ChatTemplate, Model, Tokenizer};
 
+/// Log-likelihoods must be finite: a NaN or an infinity (broken weights) is an error naming the
+/// checkpoint, never a score.
+fn finite(model: &Model, lls: Vec<LogLik>) -> Result<Vec<LogLik>, BackendError> {
+    match lls.iter().position(|l| !l.logprob.is_finite()) {
+        None => Ok(lls),
+        Some(i) => Err(non_finite(model, lls[i].logprob)),
+    }
+}
+
+fn non_finite(model: &Model, value: f64) -> BackendError {
+    BackendError::Model(crate::model::ModelError::Invalid(format!(
+        "{}: the model gives a log-likelihood of {value} (NaN or infinite weights?); no score is given",
+        model.dir.display()
+    )))
+}
+
 fn encode_all(model: &Model, requests: &[Continuation]) -> Result<Vec<Request>, BackendError> {
     Ok(requests
         .iter()
@@ -37,11 +53,10 @@ impl LanguageModel for Model {
         requests: &[Continuation],
         batch_size: usize,
     ) -> Result<Vec<LogLik>, BackendError> {
-        Ok(loglikelihood(
+        finite(
             self,
-            &encode_all(self, requests)?,
-            batch_size,
-        )?)
+            loglikelihood(self, &encode_all(self, requests)?, batch_size)?,
+        )
     }
 
     fn loglikelihood_shared(
@@ -49,11 +64,10 @@ impl LanguageModel for Model {
         requests: &[Continuation],
         batch_size: usize,
     ) -> Result<Vec<LogLik>, BackendError> {
-        Ok(loglikelihood_shared(
+        finite(
             self,
-            &encode_all(self, requests)?,
-            batch_size,
-        )?)
+            loglikelihood_shared(self, &encode_all(self, requests)?, batch_size)?,
+        )
     }
 
     fn loglikelihood_rolling(
@@ -61,7 +75,11 @@ impl LanguageModel for Model {
         text: &str,
         batch_size: usize,
     ) -> Result<(f64, usize), BackendError> {
-        Ok(loglikelihood_rolling(self, text, batch_size)?)
+        let (ll, n) = loglikelihood_rolling(self, text, batch_size)?;
+        if !ll.is_finite() {
+            return Err(non_finite(self, ll));
+        }
+        Ok((ll, n))
     }
 
     fn generate(
@@ -77,6 +95,13 @@ impl LanguageModel for Model {
             eos_token_ids: self.eos_token_ids(),
             stop_strings: request.stop.clone(),
         };
-        Ok(generate(&self.decoder, &self.tokenizer, &ids, &opts, self.device())?.text)
+        generate(&self.decoder, &self.tokenizer, &ids, &opts, self.device())
+            .map(|g| g.text)
+            .map_err(|e| match e {
+                crate::model::ModelError::Invalid(m) => BackendError::Model(
+                    crate::model::ModelError::Invalid(format!("{}: {m}", self.dir.display())),
+                ),
+                other => other.into(),
+            })
     }
 }

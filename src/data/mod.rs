@@ -114,6 +114,21 @@ impl DataError {
     }
 }
 
+/// The longest line any JSONL file may have (data, suite items, results logs): a longer one is
+/// an error naming its line, before anything tries to parse or tokenize it.
+pub const MAX_LINE_BYTES: usize = 16 << 20;
+
+/// Why a JSONL line is refused for its length, if it is.
+pub fn line_too_long(line: &str) -> Option<String> {
+    (line.len() > MAX_LINE_BYTES).then(|| {
+        format!(
+            "the line is {} MiB long; lines may be at most {} MiB",
+            line.len() >> 20,
+            MAX_LINE_BYTES >> 20
+        )
+    })
+}
+
 /// Read a JSONL data file.
 pub fn read_jsonl(path: &Path) -> Result<Vec<Sample>, DataError> {
     let text = std::fs::read_to_string(path).map_err(|e| DataError::Io {
@@ -129,6 +144,13 @@ pub fn parse_jsonl(path: &Path, text: &str) -> Result<Vec<Sample>, DataError> {
         let line_no = i + 1;
         if line.trim().is_empty() {
             continue;
+        }
+        if let Some(reason) = line_too_long(line) {
+            return Err(DataError::Format {
+                path: path.to_path_buf(),
+                line: line_no,
+                reason,
+            });
         }
         let v: Value = serde_json::from_str(line).map_err(|e| DataError::Json {
             path: path.to_path_buf(),

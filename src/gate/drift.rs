@@ -35,7 +35,7 @@ pub fn drift(
     max_items: usize,
 ) -> Result<Drift, ModelError> {
     let ctx = |m: &str| ModelError::candle(format!("drift: {m}"));
-    let env = minijinja::Environment::new();
+    let env = crate::model::jinja::environment();
     let vocab = base.config().vocab_size.max(1);
     let mut kl = BTreeMap::new();
     for s in suites {

@@ -283,7 +283,7 @@ impl ChatTemplate {
         ctx: &Map<String, serde_json::Value>,
     ) -> Result<String, ChatTemplateError> {
         env.get_template(&self.name)
-            .and_then(|t| t.render(Value::from_serialize(ctx)))
+            .and_then(|t| super::jinja::render(&t, Value::from_serialize(ctx)))
             .map_err(|err| self.map_error(err))
     }
 
@@ -484,6 +484,7 @@ impl From<TokenizerError> for ChatTemplateError {
 
 fn build_environment(name: &str, source: &str) -> Result<Environment<'static>, minijinja::Error> {
     let mut env = Environment::new();
+    super::jinja::limit(&mut env);
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
     env.set_keep_trailing_newline(false);

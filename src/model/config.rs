@@ -11,6 +11,28 @@ use serde_json::Value;
 use super::rope::RopeSpec;
 use super::ModelError;
 
+/// Upper bounds on the structural sizes a config may give, checked before anything is sized by
+/// them (a hostile `num_hidden_layers: 1000000000` would otherwise allocate gigabytes first).
+/// Far above every published model.
+const SIZE_BOUNDS: &[(&str, u64)] = &[
+    ("num_hidden_layers", 10_000),
+    ("n_layer", 10_000),
+    ("num_attention_heads", 65_536),
+    ("n_head", 65_536),
+    ("num_key_value_heads", 65_536),
+    ("hidden_size", 1 << 20),
+    ("n_embd", 1 << 20),
+    ("head_dim", 1 << 16),
+    ("intermediate_size", 1 << 24),
+    ("n_inner", 1 << 24),
+    ("vocab_size", 1 << 24),
+    ("max_position_embeddings", 1 << 27),
+    ("n_positions", 1 << 27),
+    ("original_max_position_embeddings", 1 << 27),
+    ("sliding_window", 1 << 27),
+    ("query_pre_attn_scalar", 1 << 20),
+];
+
 /// `config.json` with the path it came from, so every error can name the file and the field.
 #[derive(Debug, Clone)]
 pub struct RawConfig {
@@ -59,9 +81,23 @@ impl RawConfig {
     pub fn opt_usize(&self, field: &str) -> Result<Option<usize>, ModelError> {
         match self.get(field) {
             None => Ok(None),
-            Some(v) => v.as_u64().map(|x| Some(x as usize)).ok_or_else(|| {
-                self.invalid(field, format!("expected a non-negative integer, found {v}"))
-            }),
+            Some(v) => {
+                let x = v.as_u64().ok_or_else(|| {
+                    self.invalid(field, format!("expected a non-negative integer, found {v}"))
+                })?;
+                // a size no real model has would only make the loader allocate for it
+                if let Some(&(_, max)) = SIZE_BOUNDS.iter().find(|(f, _)| *f == field) {
+                    if x > max {
+                        return Err(self.invalid(
+                            field,
+                            format!(
+                                "{x} is larger than any model sft-eval can load (at most {max})"
+                            ),
+                        ));
+                    }
+                }
+                Ok(Some(x as usize))
+            }
         }
     }
 

@@ -115,6 +115,16 @@ pub fn generate(
             .i((0, n - 1))
             .and_then(|l| l.to_dtype(DType::F32))
             .map_err(ctx("logits"))?;
+        // NaN or infinite logits (broken weights) would still "choose" a token: refuse instead
+        let total = last
+            .sum_all()
+            .and_then(|t| t.to_scalar::<f32>())
+            .map_err(ctx("logits"))?;
+        if !total.is_finite() {
+            return Err(ModelError::Invalid(
+                "the model's logits are not finite (NaN or infinite weights?): nothing is generated from them".into(),
+            ));
+        }
         let next = processor.sample(&last).map_err(ctx("sampling"))?;
         ids.push(next);
         if opts.eos_token_ids.contains(&next) {

@@ -17,6 +17,7 @@ mod error;
 pub mod fingerprint;
 pub mod generate;
 pub mod info;
+pub mod jinja;
 pub mod kernels;
 pub mod layers;
 pub mod params;
@@ -96,6 +97,18 @@ impl Model {
         let mut params = Params::new(files, opts.device.clone(), opts.dtype, opts.trainable)
             .with_frozen(opts.frozen.clone());
         let decoder = Decoder::load(&cfg, arch.layout, &mut params)?;
+        let unexpected = params.unexpected();
+        if let Some(first) = unexpected.first() {
+            return Err(ModelError::InvalidConfig {
+                path: dir.join(CONFIG_FILE),
+                field: "num_hidden_layers".into(),
+                reason: format!(
+                    "the weights hold {} tensor(s) this config does not use, e.g. `{first}` in {} (more layers than the config says, or another architecture's weights)",
+                    unexpected.len(),
+                    params.path_of(first).display()
+                ),
+            });
+        }
         if tokenizer.vocab_size() > cfg.vocab_size {
             return Err(ModelError::VocabMismatch {
                 path: dir.join("tokenizer.json"),

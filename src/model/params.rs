@@ -155,6 +155,26 @@ impl Params {
             .collect()
     }
 
+    /// The file a stored tensor lives in.
+    pub fn path_of(&self, name: &str) -> std::path::PathBuf {
+        self.files.path_of(name)
+    }
+
+    /// Stored tensors the model did not use that are neither buffers (attention masks, rotary
+    /// tables) nor a tied output head: a config that does not match its weights (fewer layers
+    /// than stored, a tensor of another architecture).
+    pub fn unexpected(&self) -> Vec<String> {
+        self.unused()
+            .into_iter()
+            .filter(|n| {
+                !(n.ends_with(".attn.bias")
+                    || n.ends_with(".attn.masked_bias")
+                    || n.ends_with("rotary_emb.inv_freq")
+                    || n == "lm_head.weight")
+            })
+            .collect()
+    }
+
     /// Every stored tensor with its current value in its stored dtype, grouped by file name:
     /// what a save must write to reproduce the input layout.
     pub fn to_save(

@@ -55,6 +55,9 @@ pub fn read_loss_log(path: &Path) -> Result<LossLog, ReportError> {
             line: i + 1,
             reason,
         };
+        if let Some(reason) = crate::data::line_too_long(line) {
+            return Err(bad(reason));
+        }
         let v: serde_json::Value =
             serde_json::from_str(line).map_err(|e| bad(format!("not JSON ({e})")))?;
         let obj = v

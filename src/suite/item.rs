@@ -48,3 +48,30 @@ pub struct Item {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub memory_limit: Option<u64>,
 }
+
+/// The largest `time_limit` an item may ask for, in seconds (an hour).
+pub const MAX_TIME_LIMIT: f64 = 3600.0;
+/// The largest `memory_limit` an item may ask for, in MiB (64 GiB).
+pub const MAX_MEMORY_LIMIT: u64 = 64 << 10;
+
+impl Item {
+    /// Field values no scorer could use: a `time_limit` that is not a positive number of
+    /// seconds up to an hour, a `memory_limit` of 0 or above 64 GiB.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(t) = self.time_limit {
+            if !(t.is_finite() && t > 0.0 && t <= MAX_TIME_LIMIT) {
+                return Err(format!(
+                    "field `time_limit` = {t}: must be a number of seconds in (0, {MAX_TIME_LIMIT}]"
+                ));
+            }
+        }
+        if let Some(m) = self.memory_limit {
+            if m == 0 || m > MAX_MEMORY_LIMIT {
+                return Err(format!(
+                    "field `memory_limit` = {m}: must be a number of MiB in [1, {MAX_MEMORY_LIMIT}]"
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -124,11 +124,12 @@ pub fn render_prompt(
             reason: e.to_string(),
         })?;
     let render = |it: &Item| {
-        tmpl.render(minijinja::Value::from_serialize(it))
-            .map_err(|e| SuiteError::Template {
+        crate::model::jinja::render(&tmpl, minijinja::Value::from_serialize(it)).map_err(|e| {
+            SuiteError::Template {
                 suite: suite.spec.name.clone(),
                 reason: format!("item {}: {e}", it.id),
-            })
+            }
+        })
     };
     let mut text = String::new();
     // few-shot, as lm-eval: other items of the suite (seeded per item), each rendered with its
@@ -214,7 +215,7 @@ pub fn run_suite(
         suite.items.iter().collect()
     };
     obs.start(&spec.name, items.len());
-    let mut env = Environment::new();
+    let mut env = crate::model::jinja::environment();
     env.set_keep_trailing_newline(true);
     let choice = env
         .template_from_str(&spec.prompt.choice_template)

@@ -217,7 +217,9 @@ impl Suite {
         }
         let mut seen = std::collections::HashMap::new();
         for (i, it) in items.iter().enumerate() {
-            let reason = if it.id.trim().is_empty() {
+            let reason = if let Err(e) = it.check() {
+                Some(e)
+            } else if it.id.trim().is_empty() {
                 Some("has no `id`: every item needs one, unique in its suite (results are paired by id)".to_string())
             } else {
                 seen.insert(it.id.as_str(), i)
@@ -264,7 +266,11 @@ pub fn read_items(path: &Path) -> Result<Vec<Item>, SuiteError> {
             line: i + 1,
             reason,
         };
+        if let Some(reason) = crate::data::line_too_long(line) {
+            return Err(bad(reason));
+        }
         let it: Item = serde_json::from_str(line).map_err(|e| bad(e.to_string()))?;
+        it.check().map_err(bad)?;
         if it.id.trim().is_empty() {
             return Err(bad(
                 "missing field `id`: every item needs one, unique in its suite (results are paired by id)"

@@ -16,6 +16,7 @@ pub mod optim;
 pub mod regularizer;
 pub mod sampler;
 pub mod schedule;
+pub mod settings;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -247,48 +248,6 @@ fn load_data(cfg: &TrainConfig, model: &Model) -> Result<Data, TrainError> {
     })
 }
 
-fn validate(cfg: &TrainConfig) -> Result<(), TrainError> {
-    let bad = |m: &str| Err(TrainError::Config(m.to_string()));
-    if cfg.batch_size == 0 || cfg.grad_accum == 0 {
-        return bad("batch_size and grad_accum must be at least 1");
-    }
-    if cfg.max_length < 2 {
-        return bad("max_length must be at least 2");
-    }
-    if !(cfg.lr.is_finite() && cfg.lr >= 0.0) {
-        return bad("lr must be a non-negative number");
-    }
-    if let Some(r) = &cfg.replay {
-        if !(r.ratio > 0.0 && r.ratio < 1.0) {
-            return bad("replay ratio must be in (0, 1)");
-        }
-        if !r.path.exists() {
-            return Err(TrainError::DataFile(DataError::Io {
-                path: r.path.clone(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "replay file not found"),
-            }));
-        }
-    }
-    if let Some(w) = &cfg.task_weights {
-        if w.values().any(|x| !(x.is_finite() && *x >= 0.0)) || w.values().sum::<f64>() <= 0.0 {
-            return bad("task weights must be non-negative with a positive sum");
-        }
-    }
-    cfg.freeze.validate().map_err(TrainError::Config)?;
-    if cfg.lora.is_some() && !cfg.freeze.is_empty() {
-        return bad("LoRA already freezes every base weight; drop the freeze options");
-    }
-    if let Some(e) = &cfg.eval {
-        if e.every == 0 {
-            return bad("eval.every must be at least 1");
-        }
-        if e.max_kl.is_some() && e.probe.is_none() {
-            return bad("a forgetting budget (max_kl) needs probe prompts (eval.probe)");
-        }
-    }
-    Ok(())
-}
-
 /// Mean token NLL on examples (eval split), and mean per-token KL(base ‖ model) on probes.
 fn mean_loss(
     decoder: &Decoder,
@@ -397,11 +356,20 @@ fn train_inner(
 ) -> Result<RunSummary, TrainError> {
     let config_path = run_dir.join("config.json");
     let cfg = if resume {
-        let text = std::fs::read_to_string(&config_path)
-            .map_err(|e| TrainError::Resume(format!("{}: {e}", config_path.display())))?;
-        let saved: TrainConfig = serde_json::from_str(&text)
-            .map_err(|e| TrainError::Resume(format!("{}: {e}", config_path.display())))?;
+        let saved = settings::saved_config(run_dir)?;
         // the machine may have changed: the resuming invocation says where to run
+        let asked = TrainConfig {
+            device: saved.device,
+            ..cfg
+        };
+        let differences = settings::differences(&saved, &asked);
+        if !differences.is_empty() {
+            return Err(TrainError::Resume(format!(
+                "the settings differ from the run's {}: {}; resume with the run's settings (give only --resume and --out), or start a new run",
+                config_path.display(),
+                differences.join(", ")
+            )));
+        }
         TrainConfig {
             device: cfg.device,
             ..saved
@@ -415,9 +383,10 @@ fn train_inner(
         }
         cfg
     };
-    validate(&cfg)?;
+    settings::validate(&cfg)?;
     // a device that cannot open fails before the run directory holds anything
     cfg.device.open().map_err(ModelError::from)?;
+    let created = !run_dir.exists();
     std::fs::create_dir_all(run_dir).map_err(io(run_dir))?;
     if !resume {
         let tmp = run_dir.join(".config.json.tmp");
@@ -427,7 +396,20 @@ fn train_inner(
         )?;
         std::fs::rename(&tmp, &config_path).map_err(io(&config_path))?;
     }
-    let mut run = Run::new(cfg, run_dir, observer)?;
+    let mut run = match Run::new(cfg, run_dir, observer) {
+        Ok(r) => r,
+        Err(e) => {
+            // a run that never started leaves nothing behind (a bad model, data, or setting
+            // only the loaded model can check)
+            if !resume {
+                let _ = std::fs::remove_file(&config_path);
+                if created {
+                    let _ = std::fs::remove_dir_all(run_dir);
+                }
+            }
+            return Err(e);
+        }
+    };
     if resume {
         run.restore()?;
     }
@@ -448,6 +430,14 @@ impl<'o> Run<'o> {
             ..Default::default()
         };
         let mut model = Model::load(&cfg.model, &opts)?;
+        let layers = model.config().num_layers;
+        if cfg.freeze.first_layers > layers {
+            return Err(TrainError::Config(format!(
+                "freeze_layers = {} but {} has {layers} layers",
+                cfg.freeze.first_layers,
+                cfg.model.display()
+            )));
+        }
         let device = model.device().clone();
         let vars = match &cfg.lora {
             Some(l) => {

@@ -19,6 +19,8 @@ mod train;
 mod eval;
 // compare, baselines and the CI gate.
 mod gate;
+// Hostile inputs: none panics, aborts or hangs; each is exit 2 naming the file and field.
+mod hostile;
 // `sft-eval audit`: data-quality checks, limits and exit codes on small JSONL files.
 mod audit;
 // Benchmark importers on the real data files (set SFT_EVAL_SHARED_DATA).

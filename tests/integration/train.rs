@@ -692,6 +692,83 @@ fn bad_input_exits_2_with_clear_errors() {
     assert!(out.join("checkpoints").exists());
 }
 
+/// Settings no run can use are refused before the run directory holds anything, and a start
+/// that fails once the model or data is read leaves nothing behind either.
+#[test]
+fn invalid_settings_fail_before_anything_is_written() {
+    let cx = TestContext::new();
+    let model = model_dir("llama");
+    let good = trl_dir().join("prompt_completion.jsonl");
+    let empty = cx.write("empty.jsonl", "\n");
+    let base = |out: &Path, data: &Path| -> Vec<String> {
+        [
+            "train",
+            model.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--max-length",
+            "64",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    for (extra, expect) in [
+        (&["--max-steps", "0"][..], "max_steps"),
+        (&["--epochs", "0"][..], "epochs"),
+        (&["--weight-decay=-0.1"][..], "weight_decay"),
+        (&["--l2sp=-1"][..], "l2sp"),
+        (&["--kl=-0.5"][..], "kl"),
+        (&["--max-grad-norm", "NaN"][..], "max_grad_norm"),
+        (&["--max-grad-norm=-1"][..], "max_grad_norm"),
+        (&["--freeze-layers", "99"][..], "freeze_layers"),
+        (&["--lr", "inf"][..], "lr"),
+    ] {
+        let out = cx.join(format!("run-{}", expect));
+        let mut a = base(&out, &good);
+        a.extend(extra.iter().map(|s| s.to_string()));
+        let r = cx.cli(&a).expect(2);
+        assert!(r.stderr.contains(expect), "{extra:?}: {}", r.stderr);
+        assert!(!out.exists(), "{extra:?} left {}", out.display());
+    }
+    let out = cx.join("run-empty");
+    let r = cx.cli(&base(&out, &empty)).expect(2);
+    assert!(r.stderr.contains("empty.jsonl"), "{}", r.stderr);
+    assert!(!out.exists());
+
+    // resuming with settings other than the run's is refused, naming them
+    let out = cx.join("run-a");
+    let mut a = base(&out, &good);
+    a.extend(
+        ["--max-steps", "2", "--checkpoint-every", "1"]
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    cx.cli(&a).expect(0);
+    let r = cx
+        .cli(&[
+            "train",
+            "--resume",
+            "-o",
+            out.to_str().unwrap(),
+            "--lr",
+            "0.5",
+            "--seed",
+            "9",
+        ])
+        .expect(2);
+    assert!(
+        r.stderr.contains("lr (") && r.stderr.contains("seed ("),
+        "{}",
+        r.stderr
+    );
+    // with the run's own settings it resumes (nothing left to do: the run is complete)
+    cx.cli(&["train", "--resume", "-o", out.to_str().unwrap()])
+        .expect(0);
+}
+
 #[test]
 fn forgetting_budget_stops_the_run_and_keeps_the_best_checkpoint() {
     let tmp = tempdir();

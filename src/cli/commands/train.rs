@@ -186,9 +186,13 @@ fn parse_weights(s: &str) -> Result<BTreeMap<String, f64>, String> {
         .collect()
 }
 
-/// Settings: defaults < --config file < flags.
+/// Settings: defaults < --config file < flags; with --resume, the run's own settings < flags
+/// (the trainer refuses to resume with settings that differ from the run's).
 pub fn resolve(a: &TrainArgs) -> Result<TrainConfig, Error> {
     let mut c = match &a.config {
+        _ if a.resume && a.out.join("config.json").is_file() => {
+            crate::train::settings::saved_config(&a.out)?
+        }
         Some(p) => {
             let text = std::fs::read_to_string(p).map_err(|e| Error::Io {
                 path: p.clone(),

@@ -354,6 +354,13 @@ pub(crate) fn jsonl(path: &Path, text: &str) -> Result<Records, ImportError> {
             continue;
         }
         let at = Loc::Line(i + 1);
+        if let Some(reason) = crate::data::line_too_long(line) {
+            return Err(ImportError::Json {
+                path: path.to_path_buf(),
+                at,
+                reason,
+            });
+        }
         let parsed = serde_json::from_str::<Value>(line).or_else(|e| {
             // EvalPlus files are written by Python's json.dumps, which emits bare
             // NaN / Infinity / -Infinity (in test inputs we do not use): read them as null.

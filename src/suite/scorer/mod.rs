@@ -252,9 +252,11 @@ pub fn rendered_choices(cx: &RequestContext) -> Result<Vec<String>, String> {
         .enumerate()
         .map(|(i, c)| {
             let label = char::from(b'A' + (i % 26) as u8).to_string();
-            cx.choice
-                .render(minijinja::context! { choice => c, label => label, index => i })
-                .map_err(|e| format!("choice_template: {e}"))
+            crate::model::jinja::render(
+                cx.choice,
+                minijinja::context! { choice => c, label => label, index => i },
+            )
+            .map_err(|e| format!("choice_template: {e}"))
         })
         .collect()
 }

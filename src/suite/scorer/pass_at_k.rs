@@ -104,9 +104,13 @@ fn isolation_note(o: &Outcome) -> String {
 /// `memory_limit` where those are larger.
 pub fn item_limits(default: &Limits, item: &Item) -> Limits {
     let mut l = default.clone();
-    if let Some(s) = item.time_limit.filter(|s| s.is_finite() && *s > 0.0) {
-        l.wall = l.wall.max(std::time::Duration::from_secs_f64(s));
-        l.cpu_secs = l.cpu_secs.max(s.ceil() as u64);
+    // (values were checked at load, Item::check; out-of-range ones are ignored here too)
+    if let Some(d) = item
+        .time_limit
+        .and_then(|s| std::time::Duration::try_from_secs_f64(s).ok())
+    {
+        l.wall = l.wall.max(d);
+        l.cpu_secs = l.cpu_secs.max(d.as_secs_f64().ceil() as u64);
     }
     if let Some(mb) = item.memory_limit {
         l.memory_bytes = l.memory_bytes.max(mb.saturating_mul(1 << 20));
