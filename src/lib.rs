@@ -17,6 +17,7 @@ pub mod cli;
 pub mod data;
 pub mod env_vars;
 pub mod error;
+pub mod fuzz;
 pub mod gate;
 pub mod model;
 pub mod organism;

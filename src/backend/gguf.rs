@@ -200,6 +200,18 @@ fn hf_name(name: &str) -> Option<(String, Option<bool>)> {
     Some((format!("model.layers.{layer}.{hf}.{suffix}"), perm))
 }
 
+/// Read GGUF bytes as [`GgufModel::load`] reads a file, up to the config and the dequantized
+/// weights (for the fuzz target; nothing is written).
+pub fn read_gguf(bytes: &[u8]) -> Result<(), ModelError> {
+    let path = Path::new("<bytes>.gguf");
+    let mut reader = std::io::Cursor::new(bytes);
+    let content = Content::read(&mut reader).map_err(|e| ModelError::CorruptWeights {
+        path: path.to_path_buf(),
+        reason: format!("not a readable GGUF file: {e}"),
+    })?;
+    convert(path, &content, &mut reader).map(|_| ())
+}
+
 /// The config.json and the dequantized, renamed, un-permuted weights of a llama GGUF file.
 fn convert<R: std::io::Read + std::io::Seek>(
     path: &Path,
@@ -234,6 +246,12 @@ fn convert<R: std::io::Read + std::io::Seek>(
         10000.0
     };
     let ctx = meta_usize(path, md, &k("context_length"))?;
+    if n_head == 0 || n_kv == 0 {
+        return Err(invalid(
+            path,
+            "llama.attention.head_count must be at least 1",
+        ));
+    }
     let head_dim = if md.contains_key(&k("attention.key_length")) {
         meta_usize(path, md, &k("attention.key_length"))?
     } else {
@@ -261,6 +279,18 @@ fn convert<R: std::io::Read + std::io::Seek>(
     let mut names: Vec<&String> = content.tensor_infos.keys().collect();
     names.sort();
     for name in names {
+        // a shape whose element count overflows is refused before anything is sized by it
+        let dims = content.tensor_infos[name].shape.dims();
+        if dims
+            .iter()
+            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+            .is_none()
+        {
+            return Err(invalid(
+                path,
+                format!("tensor `{name}`: shape {dims:?} is too large"),
+            ));
+        }
         let q = content
             .tensor(reader, name, &device)
             .map_err(|e| ModelError::CorruptWeights {
@@ -295,7 +325,15 @@ fn convert<R: std::io::Read + std::io::Seek>(
         .iter()
         .find(|(n, _)| n == "model.embed_tokens.weight")
         .ok_or_else(|| invalid(path, "tensor `token_embd.weight` is missing"))?;
-    let vocab = embed.1.dims()[0];
+    let vocab = match embed.1.dims() {
+        [v, _] => *v,
+        other => {
+            return Err(invalid(
+                path,
+                format!("token_embd.weight has shape {other:?}, not [vocab, hidden]"),
+            ))
+        }
+    };
     let tied = !tensors.iter().any(|(n, _)| n == "lm_head.weight");
     let attention_bias = tensors
         .iter()

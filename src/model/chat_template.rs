@@ -641,7 +641,8 @@ fn find_tag_start(s: &str) -> Option<usize> {
 
 /// For a `{% name %}` tag with nothing but a name (e.g. raw, endraw), its name and length.
 fn block_tag_name(s: &str) -> Option<(&str, usize)> {
-    let end = s.find("%}")?;
+    // the closing `%}` after the opening `{%` (in `{%}` they overlap)
+    let end = s.get(2..)?.find("%}")? + 2;
     let inner = &s[2..end];
     let inner = inner.strip_prefix(['-', '+']).unwrap_or(inner);
     let inner = inner.strip_suffix(['-', '+']).unwrap_or(inner).trim();
@@ -653,7 +654,7 @@ fn block_tag_name(s: &str) -> Option<(&str, usize)> {
 }
 
 fn rewrite_generation_tag(tag: &str, mark: bool) -> Option<String> {
-    let inner = &tag[2..tag.len() - 2];
+    let inner = tag.get(2..tag.len().checked_sub(2)?)?;
     let (open_mod, body) = match inner.strip_prefix(['-', '+']) {
         Some(b) => (&inner[..1], b),
         None => ("", inner),

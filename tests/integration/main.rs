@@ -21,6 +21,8 @@ mod eval;
 mod gate;
 // Hostile inputs: none panics, aborts or hangs; each is exit 2 naming the file and field.
 mod hostile;
+// The fuzz targets replayed on their corpus and seeded mutations of it.
+mod fuzz;
 // `sft-eval audit`: data-quality checks, limits and exit codes on small JSONL files.
 mod audit;
 // Benchmark importers on the real data files (set SFT_EVAL_SHARED_DATA).

@@ -346,6 +346,22 @@ const PROBES: &[(&str, &str)] = &[
         "kill-parent",
         "import os, signal\nppid = os.getppid()\nif ppid > 0:\n    try:\n        os.kill(ppid, signal.SIGKILL)\n    except OSError as e:\n        print('refused', e.errno)\nelse:\n    print('no parent visible')\nprint('alive')\n",
     ),
+    // no socket of any family can be made (seccomp), so no path, abstract or network socket
+    // is reachable whatever the namespaces
+    (
+        "sockets",
+        "import socket\nfor fam in [socket.AF_UNIX, socket.AF_INET, socket.AF_INET6]:\n    try:\n        socket.socket(fam)\n        print('created', fam)\n    except OSError as e:\n        print('blocked', e.errno)\n",
+    ),
+    // the item's disk is its tmpfs: 64 files of 15 MB do not fit in 64 MiB
+    (
+        "disk",
+        "try:\n    for i in range(64):\n        open(f'f{i}', 'wb').write(b'x' * (15 << 20))\n    print('wrote all')\nexcept OSError as e:\n    print('full', e.errno)\n",
+    ),
+    // a fork bomb stops at the item's process limit
+    (
+        "forks",
+        "import os, time\nn = 0\ntry:\n    while n < 1000:\n        if os.fork() == 0:\n            time.sleep(5)\n            os._exit(0)\n        n += 1\nexcept OSError as e:\n    print('stopped after', n, e.errno)\n",
+    ),
     // private folders are empty and writable; the rest is read-only
     (
         "dirs",
@@ -365,6 +381,16 @@ fn probe(name: &str) -> &'static str {
 fn check_probe(name: &str, out: &Outcome) {
     assert_eq!(out.status, Status::Passed, "{name}: {}", out.stderr);
     let o = &out.stdout;
+    if name == "sockets" {
+        if out.isolation.seccomp {
+            assert!(
+                !o.contains("created")
+                    && o.matches(&format!("blocked {}", libc::EPERM)).count() == 3,
+                "{o}"
+            );
+        }
+        return;
+    }
     if !out.isolation.namespaces {
         eprintln!(
             "{name}: no namespaces here ({:?}); only rlimits and seccomp",
@@ -373,6 +399,19 @@ fn check_probe(name: &str, out: &Outcome) {
         return;
     }
     match name {
+        "disk" => {
+            if out.isolation.private_mounts {
+                assert!(o.contains(&format!("full {}", libc::ENOSPC)), "{o}");
+            }
+        }
+        "forks" => {
+            let n: usize = o
+                .split_whitespace()
+                .nth(2)
+                .and_then(|x| x.parse().ok())
+                .unwrap_or(usize::MAX);
+            assert!(n < 64, "{o}");
+        }
         "pid" => {
             assert!(o.contains("ppid 0"), "{o}");
             let n: usize = o
@@ -420,12 +459,67 @@ fn probes_find_the_walls_as_this_user() {
     }
 }
 
+/// A host process of the user the sandboxed code runs as (`nobody` for a root caller) and a
+/// program that tries to kill it: the outcome, and whether the host process survived.
+fn kill_host_probe() -> Option<(Outcome, bool)> {
+    let python = python()?;
+    let mut sleeper = Command::new("sleep");
+    sleeper.arg("30");
+    if is_root() {
+        sleeper.uid(NOBODY).gid(NOBODY);
+    }
+    let mut host = sleeper.spawn().unwrap();
+    let program = format!(
+        "import os, signal\ntry:\n    os.kill({}, signal.SIGKILL)\n    print('sent')\nexcept OSError as e:\n    print('refused', e.errno)\n",
+        host.id()
+    );
+    let (out, _) = run_inner(&python, &program, &short()).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let alive = host.try_wait().unwrap().is_none();
+    let _ = host.kill();
+    let _ = host.wait();
+    Some((out, alive))
+}
+
+fn check_kill_host(out: &Outcome, alive: bool) {
+    assert_eq!(out.status, Status::Passed, "{}", out.stderr);
+    if out.isolation.namespaces {
+        assert!(
+            alive && out.stdout.contains(&format!("refused {}", libc::ESRCH)),
+            "{}",
+            out.stdout
+        );
+    } else {
+        eprintln!("no PID namespace here: host processes of the same user are reachable");
+    }
+}
+
+#[test]
+fn host_processes_of_the_same_user_cannot_be_signalled() {
+    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((out, alive)) = kill_host_probe() {
+        check_kill_host(&out, alive);
+    }
+}
+
 /// The helper the tests below run in a second process: the probe named by
 /// `SFT_EVAL_SANDBOX_PROBE`, its outcome on stdout; or with `SFT_EVAL_SANDBOX_HANG`, one item
 /// that sleeps until it is killed.
 #[test]
 #[ignore = "run by the tests below in a second process"]
 fn sandbox_helper() {
+    if std::env::var("SFT_EVAL_SANDBOX_PROBE").as_deref() == Ok("kill-host") {
+        let (out, alive) = kill_host_probe().expect("python present");
+        println!(
+            "PROBE kill-host\nSTATUS {:?}\nNAMESPACES {} {}\n{}host {}\nPROBE-END",
+            out.status,
+            out.isolation.namespaces,
+            out.isolation.private_mounts,
+            out.stdout,
+            if alive { "alive" } else { "dead" }
+        );
+        return;
+    }
     if let Ok(name) = std::env::var("SFT_EVAL_SANDBOX_PROBE") {
         let program = match std::env::var("SFT_EVAL_SANDBOX_SECRET") {
             Ok(path) if name == "secret" => format!(
@@ -488,7 +582,10 @@ fn probes_find_the_walls_as_an_unprivileged_caller() {
         // SAFETY: valid path.
         assert_eq!(unsafe { libc::chown(c.as_ptr(), NOBODY, NOBODY) }, 0);
     }
-    let names = PROBES.iter().map(|(n, _)| *n).chain(["secret"]);
+    let names = PROBES
+        .iter()
+        .map(|(n, _)| *n)
+        .chain(["secret", "kill-host"]);
     for name in names {
         let mut c = helper();
         c.env("HOME", home.path())
@@ -549,7 +646,9 @@ fn probes_find_the_walls_as_an_unprivileged_caller() {
             fs_readonly: ns[1],
             isolation_note: None,
         };
-        if name == "secret" {
+        if name == "kill-host" {
+            check_kill_host(&out, out.stdout.contains("host alive"));
+        } else if name == "secret" {
             assert_eq!(out.status, Status::Passed, "{}", out.stderr);
             if out.isolation.private_mounts {
                 assert_eq!(out.stdout.trim(), format!("hidden {}", libc::ENOENT));
@@ -604,12 +703,22 @@ fn the_item_dies_with_its_caller() {
         return;
     }
     let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    for signal in [libc::SIGKILL, libc::SIGTERM] {
-        let mut h = helper()
-            .env("SFT_EVAL_SANDBOX_HANG", "1")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
+    // as this user and, when that is root, as an unprivileged one
+    let users: &[Option<u32>] = if is_root() {
+        &[None, Some(NOBODY)]
+    } else {
+        &[None]
+    };
+    for (&user, signal) in users
+        .iter()
+        .flat_map(|u| [(u, libc::SIGKILL), (u, libc::SIGTERM)])
+    {
+        let mut cmd = helper();
+        cmd.env("SFT_EVAL_SANDBOX_HANG", "1").stdout(Stdio::null());
+        if let Some(uid) = user {
+            cmd.uid(uid).gid(uid);
+        }
+        let mut h = cmd.spawn().unwrap();
         // wait for the item: a python3 below the helper
         let t0 = Instant::now();
         let item = loop {
@@ -652,7 +761,7 @@ fn the_item_dies_with_its_caller() {
             }
             assert!(
                 t0.elapsed() < Duration::from_secs(5),
-                "signal {signal}: the item's processes {alive:?} outlived their caller"
+                "signal {signal} ({user:?}): the item's processes {alive:?} outlived their caller"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
