@@ -2,6 +2,7 @@
 //! Exit codes: 0 pass, 1 regression, 2 error (fail-closed: a mismatch or a missing suite is
 //! never a pass).
 
+pub mod ci;
 pub mod compare;
 pub mod drift;
 pub mod policy;

@@ -1026,3 +1026,68 @@ fn a_changed_generation_config_is_never_served_from_the_cache() {
             .collect::<Vec<_>>()
     );
 }
+
+/// CI reads a JUnit report (checked with a real consumer, Python's junitparser, where `.ci/run`
+/// installed it) and, in GitHub Actions, annotations.
+#[test]
+fn junit_and_github_annotations_for_ci() {
+    let cx = TestContext::new().env("GITHUB_ACTIONS", "true");
+    let (_, baseline) = setup(&cx);
+    let (base, ft) = (cx.join("base.json"), cx.join("ft.json"));
+    rewrite_results(&baseline, &base, |r| scores(r, |_| 1.0));
+    rewrite_results(&baseline, &ft, |r| scores(r, |i| (i >= 45) as u8 as f64));
+    let junit = cx.join("gate.xml");
+    let r = gate(&cx, &base, &ft, &["--junit", junit.to_str().unwrap()]).expect(1);
+    assert!(
+        r.stdout.contains("::error title=sft-eval gate: mc::Fail: "),
+        "{}",
+        r.stdout
+    );
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    let doc = roxmltree::Document::parse(&xml).unwrap();
+    let case = doc
+        .descendants()
+        .find(|n| n.has_tag_name("testcase"))
+        .unwrap();
+    assert_eq!(case.attribute("name"), Some("mc"));
+    let failure = case.children().find(|n| n.has_tag_name("failure")).unwrap();
+    assert_eq!(failure.attribute("type"), Some("regression"));
+    assert_eq!(doc.root_element().attribute("failures"), Some("1"));
+    // a gate that cannot judge: one case in error, and an error annotation
+    let p = policy(&cx, "bad.toml", "[default]\nmargin = 2\n");
+    let err_xml = cx.join("err.xml");
+    let r = gate(
+        &cx,
+        &base,
+        &ft,
+        &["--policy", &p, "--junit", err_xml.to_str().unwrap()],
+    )
+    .expect(2);
+    assert!(
+        r.stdout.starts_with("::error title=sft-eval gate::"),
+        "{}",
+        r.stdout
+    );
+    let err_doc = std::fs::read_to_string(&err_xml).unwrap();
+    let d = roxmltree::Document::parse(&err_doc).unwrap();
+    assert_eq!(d.root_element().attribute("errors"), Some("1"));
+    // a real consumer reads both
+    let Some(python) = std::env::var_os("SFT_EVAL_JUNIT_PYTHON") else {
+        eprintln!(
+            "skipping the junitparser check: SFT_EVAL_JUNIT_PYTHON is not set (.ci/run sets it)"
+        );
+        return;
+    };
+    let check = "import sys\nfrom junitparser import JUnitXml, Failure, Error\nx = JUnitXml.fromfile(sys.argv[1])\nres = [(c.name, [type(r).__name__ for r in c.result]) for s in x for c in s]\nprint(res)\n";
+    for (file, want) in [
+        (&junit, "[('mc', ['Failure'])]"),
+        (&err_xml, "[('gate', ['Error'])]"),
+    ] {
+        let o = std::process::Command::new(&python)
+            .args(["-c", check, file.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), want);
+    }
+}

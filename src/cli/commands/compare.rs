@@ -412,9 +412,37 @@ pub struct GateArgs {
     pub json: Option<PathBuf>,
     #[command(flatten)]
     pub report: ReportArgs,
+    /// Also write a JUnit XML report here: one test case per suite (a failure for a suite that
+    /// fails the gate), or one test case in error when the gate cannot judge (exit 2).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+}
+
+/// Whether this runs in GitHub Actions (annotations are printed then).
+fn in_github_actions() -> bool {
+    std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true")
 }
 
 pub fn run_gate(a: &GateArgs) -> Result<ExitStatus, Error> {
+    match gate_inner(a) {
+        Ok(s) => Ok(s),
+        Err(e) => {
+            // CI reads the error too: a JUnit case in error, an annotation
+            if let Some(j) = &a.junit {
+                write_out(Some(j), &crate::gate::ci::junit_error(&e.to_string()))?;
+            }
+            if in_github_actions() {
+                crate::cli::print_stdout(&format!(
+                    "::error title=sft-eval gate::{}\n",
+                    e.to_string().replace('%', "%25").replace('\n', "%0A")
+                ));
+            }
+            Err(e)
+        }
+    }
+}
+
+fn gate_inner(a: &GateArgs) -> Result<ExitStatus, Error> {
     let policy: Policy = match &a.policy {
         Some(p) => {
             let text = std::fs::read_to_string(p).map_err(|e| Error::Io {
@@ -496,7 +524,17 @@ pub fn run_gate(a: &GateArgs) -> Result<ExitStatus, Error> {
     if let Some(j) = &a.json {
         write_out(Some(j), &json)?;
     }
+    if let Some(j) = &a.junit {
+        write_out(Some(j), &crate::gate::ci::junit(&outcome))?;
+    }
     write_out(a.markdown.as_deref(), &md)?;
+    if in_github_actions() {
+        let lines: String = crate::gate::ci::github_annotations(&outcome)
+            .iter()
+            .map(|l| format!("{l}\n"))
+            .collect();
+        crate::cli::print_stdout(&lines);
+    }
     Ok(if outcome.passed {
         ExitStatus::Success
     } else {
