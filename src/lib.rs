@@ -15,6 +15,7 @@ pub mod audit;
 pub mod backend;
 pub mod cli;
 pub mod data;
+pub mod doctor;
 pub mod env_vars;
 pub mod error;
 pub mod fuzz;

@@ -29,6 +29,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Describe this machine as sft-eval sees it: the CPU and the instruction sets its kernels
+    /// use (AVX-512 / AVX2 / baseline), threads, devices, and the code sandbox's layers.
+    Doctor(DoctorArgs),
     /// Describe a checkpoint folder: family, size, dtype, vocabulary, context, tokens, template.
     ///
     /// Reads config.json, tokenizer files and safetensors headers (no tensor data), checks every
@@ -75,6 +78,16 @@ pub enum Command {
 }
 
 #[derive(Debug, clap::Args)]
+pub struct DoctorArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Skip running a trivial program in the code sandbox.
+    #[arg(long)]
+    pub no_sandbox: bool,
+}
+
+#[derive(Debug, clap::Args)]
 pub struct InspectArgs {
     /// A Hugging Face checkpoint folder (config.json, model.safetensors or shards, tokenizer.json).
     pub model_dir: PathBuf,
@@ -85,6 +98,28 @@ pub struct InspectArgs {
 
 pub fn run(cli: Cli) -> Result<ExitStatus, Error> {
     match cli.command {
+        Command::Doctor(args) => {
+            let lines = crate::doctor::report(!args.no_sandbox);
+            if args.json {
+                let map: serde_json::Map<String, serde_json::Value> = lines
+                    .into_iter()
+                    .map(|(k, v)| (k, serde_json::Value::String(v)))
+                    .collect();
+                print_stdout(&format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&map).expect("serialises")
+                ));
+            } else {
+                let mut b = tabled::builder::Builder::default();
+                for (k, v) in lines {
+                    b.push_record([k, v]);
+                }
+                let mut t = b.build();
+                t.with(tabled::settings::Style::blank());
+                print_stdout(&format!("{t}\n"));
+            }
+            Ok(ExitStatus::Success)
+        }
         Command::Inspect(args) => commands::inspect::run(&args),
         Command::Audit(args) => commands::audit::run(&args),
         Command::Train(args) => commands::train::run(&args),

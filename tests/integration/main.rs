@@ -19,6 +19,8 @@ mod train;
 mod eval;
 // compare, baselines and the CI gate.
 mod gate;
+// The CPU's instruction-set paths (AVX-512, AVX2+FMA) agree with a float64 reference.
+mod cpu_paths;
 // Hostile inputs: none panics, aborts or hangs; each is exit 2 naming the file and field.
 mod hostile;
 // The fuzz targets replayed on their corpus and seeded mutations of it.

@@ -1,0 +1,129 @@
+//! `sft-eval doctor`: what this machine gives sft-eval — the CPU and the instruction sets its
+//! kernels use, threads, the devices, and which layers the code sandbox gets here.
+
+/// One line of the report: a name and what was found.
+pub type Line = (String, String);
+
+/// The CPU's name (from `/proc/cpuinfo` where there is one).
+fn cpu_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+/// The instruction set the matrix multiplications (the `gemm` crate, also under candle) run
+/// with on this CPU: chosen at run time among those the build includes.
+pub fn gemm_path() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            return "AVX-512 (gemm x86-v4 microkernels)";
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return "AVX2 + FMA";
+        }
+        "SSE2 (baseline x86-64)"
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        "NEON"
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        "scalar"
+    }
+}
+
+/// The instruction-set extensions the CPU reports that matter here.
+fn isa() -> String {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let mut v = Vec::new();
+        macro_rules! has {
+            ($($f:tt),*) => { $( if std::arch::is_x86_feature_detected!($f) { v.push($f); } )* };
+        }
+        has!(
+            "sse4.2",
+            "avx",
+            "avx2",
+            "fma",
+            "f16c",
+            "avx512f",
+            "avx512bw",
+            "avx512vl",
+            "avx512bf16"
+        );
+        v.join(" ")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        String::new()
+    }
+}
+
+/// The report. `sandbox_probe` runs one trivial program in the code sandbox to see its layers.
+pub fn report(sandbox_probe: bool) -> Vec<Line> {
+    let mut out: Vec<Line> = vec![
+        ("sft-eval".into(), env!("CARGO_PKG_VERSION").into()),
+        ("cpu".into(), cpu_name()),
+        ("instruction sets".into(), isa()),
+        ("matrix multiply".into(), gemm_path().into()),
+        (
+            "fused kernels".into(),
+            "compiled for the build's target (baseline x86-64: SSE2, 4 f32 lanes)".into(),
+        ),
+        (
+            "threads".into(),
+            format!(
+                "{} (RAYON_NUM_THREADS sets them)",
+                rayon::current_num_threads()
+            ),
+        ),
+        (
+            "devices".into(),
+            if cfg!(feature = "cuda") {
+                "cpu, cuda (this build has the cuda feature)".into()
+            } else {
+                "cpu (build with --features cuda for a GPU)".into()
+            },
+        ),
+    ];
+    if sandbox_probe {
+        let line = match crate::suite::sandbox::run_python(
+            "print('ok')\n",
+            &crate::suite::sandbox::Limits::default(),
+        ) {
+            Ok(o) => {
+                let i = &o.isolation;
+                let mut layers = vec![];
+                if i.namespaces {
+                    layers.push("PID/network/IPC/user namespaces");
+                }
+                if i.private_mounts {
+                    layers.push("private mounts");
+                }
+                if i.seccomp {
+                    layers.push("seccomp");
+                }
+                if let Some(c) = i.cgroup {
+                    layers.push(c);
+                }
+                let mut s = layers.join(", ");
+                if let Some(n) = &o.isolation_note {
+                    s.push_str(&format!(" ({n})"));
+                }
+                s
+            }
+            Err(e) => format!("unavailable: {e}"),
+        };
+        out.push(("code sandbox".into(), line));
+    }
+    out
+}
