@@ -89,11 +89,15 @@ pub struct DoctorArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct InspectArgs {
-    /// A Hugging Face checkpoint folder (config.json, model.safetensors or shards, tokenizer.json).
+    /// A Hugging Face checkpoint folder (config.json, model.safetensors or shards, tokenizer.json),
+    /// or a PEFT LoRA adapter folder (adapter_config.json, adapter_model.safetensors).
     pub model_dir: PathBuf,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// For an adapter folder: the base checkpoint, instead of its `base_model_name_or_path`.
+    #[arg(long, value_name = "DIR")]
+    pub base: Option<PathBuf>,
 }
 
 pub fn run(cli: Cli) -> Result<ExitStatus, Error> {

@@ -44,10 +44,37 @@ pub fn input_files(dir: &Path) -> Result<Vec<String>, ModelError> {
     Ok(names)
 }
 
-/// sha256 (hex) of a checkpoint folder's inputs: each file's name, length and bytes.
+/// sha256 (hex) of a checkpoint folder's inputs: each file's name, length and bytes. For a
+/// PEFT adapter folder, see [`model_fingerprint`].
 pub fn fingerprint(dir: &Path) -> Result<String, ModelError> {
+    model_fingerprint(dir, None)
+}
+
+/// sha256 (hex) of what [`Model::load`](super::Model::load) reads for `dir` with `base`: a
+/// checkpoint folder's inputs, or an adapter's config, weights and tokenizer files together
+/// with the fingerprint of the base it resolves to.
+pub fn model_fingerprint(dir: &Path, base: Option<&Path>) -> Result<String, ModelError> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
+    if let Some(spec) = super::adapter::resolve(dir, base)? {
+        h.update(b"peft-lora-adapter\0");
+        let names = [
+            super::adapter::ADAPTER_CONFIG,
+            super::adapter::ADAPTER_WEIGHTS,
+        ]
+        .into_iter()
+        .chain(
+            TOKENIZER_FILES
+                .iter()
+                .copied()
+                .filter(|n| dir.join(n).exists()),
+        );
+        for name in names {
+            hash_file(&mut h, name, &dir.join(name), &mut buf)?;
+        }
+        h.update(fingerprint(&spec.base)?.as_bytes());
+        return Ok(hex(&h.finalize()));
+    }
     for name in input_files(dir)? {
         let path = dir.join(&name);
         hash_file(&mut h, &name, &path, &mut buf)?;

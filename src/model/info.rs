@@ -47,20 +47,69 @@ pub struct ModelInfo {
     pub eos_token_ids: Vec<u32>,
     /// the file the chat template was read from (`chat_template.jinja` or `tokenizer_config.json`)
     pub chat_template: Option<String>,
+    /// for a PEFT adapter folder: the adapter merged into the base described above
+    pub adapter: Option<AdapterInfo>,
 }
 
-pub fn inspect(dir: &Path) -> Result<ModelInfo, ModelError> {
+/// A PEFT LoRA adapter as `inspect` reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AdapterInfo {
+    /// the base checkpoint folder it applies to
+    pub base: String,
+    /// base tensors the adapter changes (LoRA deltas, biases, modules_to_save copies)
+    pub changed_tensors: usize,
+    /// elements in the adapter's own tensors
+    pub num_parameters: usize,
+}
+
+/// Describe checkpoint folder `dir`, or PEFT adapter folder `dir` on its base (`base`, else the
+/// one its config names): the adapter's tensors are read and matched to the base's, the base's
+/// only by their headers.
+pub fn inspect(dir: &Path, base: Option<&Path>) -> Result<ModelInfo, ModelError> {
+    let spec = super::adapter::resolve(dir, base)?;
+    let adapter = spec
+        .as_ref()
+        .map(super::adapter::Adapter::open)
+        .transpose()?;
+    let adapter_base = spec.as_ref().map(|s| s.base.clone());
+    let tok_dir = dir;
+    let dir = match &spec {
+        Some(s) => s.base.as_path(),
+        None => dir,
+    };
+    let tok_dir = if tok_dir.join("tokenizer.json").is_file() {
+        tok_dir
+    } else {
+        dir
+    };
     let (arch, _raw, cfg) = read_config(dir)?;
-    let tokenizer = Tokenizer::from_dir(dir)?;
-    let template = ChatTemplate::from_dir(dir)?;
+    let tokenizer = Tokenizer::from_dir(tok_dir)?;
+    let template = ChatTemplate::from_dir(tok_dir)?;
     let generation = read_generation_config(dir, &cfg)?;
     let files = WeightFiles::open(dir)?;
     let dtype = super::majority_dtype(&files);
-    let mut params = Params::shapes_only(files);
+    let mut params = Params::shapes_only(files).with_adapter(adapter);
     Decoder::load(&cfg, arch.layout, &mut params)?;
+    let adapter = match params.adapter() {
+        Some(a) => {
+            if let Some(first) = a.unapplied().first() {
+                return Err(ModelError::Invalid(format!(
+                    "{}: the adapter changes `{first}`, which the base model {} does not load (a tied output head, or an adapter made for another model)",
+                    a.path().display(),
+                    dir.display()
+                )));
+            }
+            Some(AdapterInfo {
+                base: adapter_base.unwrap_or_default().display().to_string(),
+                changed_tensors: a.num_changed(),
+                num_parameters: a.num_parameters(),
+            })
+        }
+        None => None,
+    };
     if tokenizer.vocab_size() > cfg.vocab_size {
         return Err(ModelError::VocabMismatch {
-            path: dir.join("tokenizer.json"),
+            path: tok_dir.join("tokenizer.json"),
             tokenizer: tokenizer.vocab_size(),
             embedding: cfg.vocab_size,
         });
@@ -128,5 +177,6 @@ pub fn inspect(dir: &Path) -> Result<ModelInfo, ModelError> {
                 |f| f.to_string_lossy().to_string(),
             )
         }),
+        adapter,
     })
 }

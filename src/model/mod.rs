@@ -7,6 +7,7 @@
 //! # Ok::<(), sft_eval::model::ModelError>(())
 //! ```
 
+pub mod adapter;
 pub mod arch;
 pub mod chat_template;
 pub mod checkpoint;
@@ -51,6 +52,9 @@ pub struct LoadOptions {
     pub trainable: bool,
     /// with `trainable`: weights to keep frozen anyway
     pub frozen: Option<params::FreezeSpec>,
+    /// for a PEFT adapter folder: its base checkpoint (instead of the one
+    /// `base_model_name_or_path` names)
+    pub base: Option<PathBuf>,
 }
 
 impl Default for LoadOptions {
@@ -60,6 +64,7 @@ impl Default for LoadOptions {
             dtype: DType::F32,
             trainable: false,
             frozen: None,
+            base: None,
         }
     }
 }
@@ -87,20 +92,40 @@ pub struct Model {
 }
 
 impl Model {
+    /// Load a checkpoint folder, or a PEFT adapter folder merged into its base (see
+    /// [`adapter`]): the tokenizer and chat template come from the adapter folder when it has a
+    /// `tokenizer.json` (as trainers save them), else from the base.
     pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Model, ModelError> {
-        let (arch, raw, cfg) = read_config(dir)?;
-        let tokenizer = Tokenizer::from_dir(dir)?;
-        let chat_template = ChatTemplate::from_dir(dir)?;
-        let generation = read_generation_config(dir, &cfg)?;
-        let files = WeightFiles::open(dir)?;
+        let spec = adapter::resolve(dir, opts.base.as_deref())?;
+        let (base, tok_dir) = match &spec {
+            Some(s) if dir.join("tokenizer.json").is_file() => (s.base.as_path(), dir),
+            Some(s) => (s.base.as_path(), s.base.as_path()),
+            None => (dir, dir),
+        };
+        let adapter = spec.as_ref().map(adapter::Adapter::open).transpose()?;
+        let (arch, raw, cfg) = read_config(base)?;
+        let tokenizer = Tokenizer::from_dir(tok_dir)?;
+        let chat_template = ChatTemplate::from_dir(tok_dir)?;
+        let generation = read_generation_config(base, &cfg)?;
+        let files = WeightFiles::open(base)?;
         let stored_dtype = majority_dtype(&files);
         let mut params = Params::new(files, opts.device.clone(), opts.dtype, opts.trainable)
-            .with_frozen(opts.frozen.clone());
+            .with_frozen(opts.frozen.clone())
+            .with_adapter(adapter);
         let decoder = Decoder::load(&cfg, arch.layout, &mut params)?;
+        if let Some(a) = params.adapter() {
+            if let Some(first) = a.unapplied().first() {
+                return Err(ModelError::Invalid(format!(
+                    "{}: the adapter changes `{first}`, which the base model {} does not load (a tied output head, or an adapter made for another model); nothing was merged",
+                    a.path().display(),
+                    base.display()
+                )));
+            }
+        }
         let unexpected = params.unexpected();
         if let Some(first) = unexpected.first() {
             return Err(ModelError::InvalidConfig {
-                path: dir.join(CONFIG_FILE),
+                path: base.join(CONFIG_FILE),
                 field: "num_hidden_layers".into(),
                 reason: format!(
                     "the weights hold {} tensor(s) this config does not use, e.g. `{first}` in {} (more layers than the config says, or another architecture's weights)",
@@ -111,7 +136,7 @@ impl Model {
         }
         if tokenizer.vocab_size() > cfg.vocab_size {
             return Err(ModelError::VocabMismatch {
-                path: dir.join("tokenizer.json"),
+                path: tok_dir.join("tokenizer.json"),
                 tokenizer: tokenizer.vocab_size(),
                 embedding: cfg.vocab_size,
             });

@@ -24,6 +24,8 @@ pub struct Params {
     vars: BTreeMap<String, Var>,
     /// names stored in the checkpoint that stand for another tensor (a tied `lm_head.weight`)
     aliases: BTreeMap<String, String>,
+    /// a PEFT LoRA adapter merged into each weight as it is loaded
+    adapter: Option<super::adapter::Adapter>,
 }
 
 impl Params {
@@ -39,7 +41,19 @@ impl Params {
             loaded: BTreeMap::new(),
             vars: BTreeMap::new(),
             aliases: BTreeMap::new(),
+            adapter: None,
         }
+    }
+
+    /// Merge `adapter` into the weights as they are loaded.
+    pub fn with_adapter(mut self, adapter: Option<super::adapter::Adapter>) -> Params {
+        self.adapter = adapter;
+        self
+    }
+
+    /// The merged adapter, if any.
+    pub fn adapter(&self) -> Option<&super::adapter::Adapter> {
+        self.adapter.as_ref()
     }
 
     /// Params that check names and shapes against the headers without reading any tensor data:
@@ -92,15 +106,18 @@ impl Params {
         }
         self.counts.insert(name.to_string(), shape.iter().product());
         if self.shapes_only {
+            if let Some(a) = self.adapter.as_mut() {
+                a.touch(name);
+            }
             let t = Tensor::zeros(0, self.dtype, &self.device).map_err(ModelError::candle(name))?;
             self.loaded.insert(name.to_string(), t.clone());
             return Ok(t);
         }
-        let t = self
-            .files
-            .load(name, &self.device)?
-            .to_dtype(self.dtype)
-            .map_err(ModelError::candle(name))?;
+        let mut t = self.files.load(name, &self.device)?;
+        if let Some(a) = self.adapter.as_mut() {
+            t = a.apply(name, t, shape)?;
+        }
+        let t = t.to_dtype(self.dtype).map_err(ModelError::candle(name))?;
         let frozen = self.frozen.as_ref().is_some_and(|f| f.is_frozen(name));
         let t = if self.trainable && !frozen {
             let var = Var::from_tensor(&t).map_err(ModelError::candle(name))?;

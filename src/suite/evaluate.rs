@@ -90,7 +90,7 @@ pub fn evaluate_checkpoint(
     let model = Model::load(dir, opts)?;
     let model_ref = ModelRef {
         path: dir.display().to_string(),
-        fingerprint: crate::model::fingerprint::fingerprint(dir)?,
+        fingerprint: crate::model::fingerprint::model_fingerprint(dir, opts.base.as_deref())?,
     };
     evaluate(&model, model_ref, suites, settings, cache, obs)
 }

@@ -36,6 +36,7 @@ fn load_on(variant: &str, device: &Device, trainable: bool) -> Model {
             dtype: DType::F32,
             trainable,
             frozen: None,
+            base: None,
         },
     )
     .unwrap_or_else(|e| panic!("{variant} on {device:?}: {e}"))

@@ -21,6 +21,8 @@ mod eval;
 mod gate;
 // The CPU's instruction-set paths (AVX-512, AVX2+FMA) agree with a float64 reference.
 mod cpu_paths;
+// PEFT LoRA adapters: equal to PEFT's merge_and_unload, other methods refused, cache keys.
+mod peft;
 // Hostile inputs: none panics, aborts or hangs; each is exit 2 naming the file and field.
 mod hostile;
 // The fuzz targets replayed on their corpus and seeded mutations of it.

@@ -128,7 +128,7 @@ fn greedy_continuations_match_transformers() {
 #[test]
 fn parameter_counts_match_transformers() {
     for v in variants() {
-        let info = sft_eval::model::info::inspect(&model_dir(&v)).unwrap();
+        let info = sft_eval::model::info::inspect(&model_dir(&v), None).unwrap();
         assert_eq!(
             info.num_parameters as u64,
             expected(&v)["num_parameters"].as_u64().unwrap(),

@@ -68,6 +68,11 @@ pub struct DeviceArgs {
         value_name = "DEVICE"
     )]
     pub device: DeviceSpec,
+    /// For a PEFT adapter folder (adapter_config.json + adapter_model.safetensors): the base
+    /// checkpoint it applies to, instead of the one its `base_model_name_or_path` names (needed
+    /// when that is a Hub id not in the local Hugging Face cache; nothing is downloaded).
+    #[arg(long = "base", id = "adapter_base", value_name = "DIR")]
+    pub adapter_base: Option<PathBuf>,
 }
 
 impl DeviceArgs {
@@ -75,6 +80,7 @@ impl DeviceArgs {
     pub fn load_options(&self) -> Result<LoadOptions, Error> {
         Ok(LoadOptions {
             device: self.device.open().map_err(crate::model::ModelError::from)?,
+            base: self.adapter_base.clone(),
             ..LoadOptions::default()
         })
     }

@@ -9,7 +9,7 @@ use crate::error::{Error, ExitStatus};
 use crate::model::info::{inspect, ModelInfo};
 
 pub fn run(args: &InspectArgs) -> Result<ExitStatus, Error> {
-    let info = inspect(&args.model_dir)?;
+    let info = inspect(&args.model_dir, args.base.as_deref())?;
     let out = if args.json {
         let mut s = serde_json::to_string_pretty(&info).expect("model info serialises");
         s.push('\n');
@@ -28,6 +28,17 @@ pub fn run(args: &InspectArgs) -> Result<ExitStatus, Error> {
 fn render(i: &ModelInfo) -> String {
     let mut b = Builder::default();
     let mut row = |k: &str, v: String| b.push_record([k.to_string(), v]);
+    if let Some(a) = &i.adapter {
+        row(
+            "PEFT LoRA adapter",
+            format!(
+                "on {} ({} tensors changed, {} adapter parameters)",
+                a.base,
+                a.changed_tensors,
+                human_count(a.num_parameters)
+            ),
+        );
+    }
     row("family", format!("{:?}", i.family).to_lowercase());
     row("architecture", i.architecture.clone());
     row("parameters", human_count(i.num_parameters));

@@ -1,0 +1,582 @@
+//! PEFT LoRA adapters: a folder with `adapter_config.json` and `adapter_model.safetensors` is its
+//! base checkpoint with the adapter merged in, exactly as PEFT's `merge_and_unload()` computes
+//! it: `W += scale · B·A` (transposed for GPT-2's Conv1D under `fan_in_fan_out`, and for
+//! embeddings), `scale = alpha / r` (`alpha / √r` with `use_rslora`), `r` and `alpha` per module
+//! from `rank_pattern` / `alpha_pattern`; biases and `modules_to_save` copies replace the base's
+//! tensors. Each weight is merged in float32 as it is loaded, so an adapter costs no extra memory
+//! beyond its own tensors.
+//!
+//! Only LoRA is read. Other PEFT methods and LoRA variants that change the computation (DoRA,
+//! LoRA biases, layer replication, trainable tokens, …) are refused by name; a tensor in the file
+//! that the config does not target, or that the base does not use, is an error.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use serde_json::Value;
+
+use super::checkpoint::read_json;
+use super::ModelError;
+
+pub const ADAPTER_CONFIG: &str = "adapter_config.json";
+pub const ADAPTER_WEIGHTS: &str = "adapter_model.safetensors";
+/// Prefix PEFT gives every key it saves (`PeftModel.base_model.model`).
+const PREFIX: &str = "base_model.model.";
+
+/// Whether `dir` is a PEFT adapter folder.
+pub fn is_adapter(dir: &Path) -> bool {
+    dir.join(ADAPTER_CONFIG).is_file()
+}
+
+/// An adapter folder and the base checkpoint it applies to.
+#[derive(Debug, Clone)]
+pub struct AdapterSpec {
+    pub dir: PathBuf,
+    pub base: PathBuf,
+}
+
+/// The adapter of `dir` and its base, when `dir` is an adapter folder: the base is `base`
+/// when given, else `base_model_name_or_path` resolved as transformers resolves it offline (a
+/// folder relative to the working directory, then beside the adapter, then the Hub id's
+/// snapshot in the local Hugging Face cache). Nothing is ever downloaded.
+pub fn resolve(dir: &Path, base: Option<&Path>) -> Result<Option<AdapterSpec>, ModelError> {
+    if !is_adapter(dir) {
+        return Ok(None);
+    }
+    let weights = dir.join(ADAPTER_WEIGHTS);
+    if !weights.is_file() {
+        let bin = dir.join("adapter_model.bin");
+        return Err(ModelError::MissingFile {
+            path: weights,
+            hint: Some(if bin.exists() {
+                "this adapter is saved as adapter_model.bin (a pickle, which can run code when read): sft-eval reads only safetensors; re-save it with PEFT (`model.save_pretrained(dir, safe_serialization=True)`)".into()
+            } else {
+                "a PEFT adapter folder holds adapter_config.json and adapter_model.safetensors"
+                    .into()
+            }),
+        });
+    }
+    let config = LoraConfig::read(&dir.join(ADAPTER_CONFIG))?;
+    let base = match base {
+        Some(b) => b.to_path_buf(),
+        None => config.base_dir(dir)?,
+    };
+    if is_adapter(&base) {
+        return Err(ModelError::Invalid(format!(
+            "{}: the base of adapter {} is itself an adapter; merge it first (PEFT `merge_and_unload`) or pass the full checkpoint with --base",
+            base.display(),
+            dir.display()
+        )));
+    }
+    Ok(Some(AdapterSpec {
+        dir: dir.to_path_buf(),
+        base,
+    }))
+}
+
+/// The modules a LoRA config targets.
+#[derive(Debug, Clone)]
+enum Targets {
+    /// module names, each matching a full name or a final `.`-separated part
+    List(Vec<String>),
+    /// a Python regular expression over the full module name (`re.fullmatch`)
+    Regex(regex::Regex),
+    /// `"all-linear"`: every linear layer but the output head
+    AllLinear,
+}
+
+/// The LoRA settings of `adapter_config.json` that decide the merged weights.
+#[derive(Debug, Clone)]
+pub struct LoraConfig {
+    path: PathBuf,
+    base_name: String,
+    revision: Option<String>,
+    r: usize,
+    alpha: f64,
+    use_rslora: bool,
+    fan_in_fan_out: bool,
+    rank_pattern: Vec<(regex::Regex, String, usize)>,
+    alpha_pattern: Vec<(regex::Regex, String, f64)>,
+    targets: Targets,
+    exclude: Option<Targets>,
+    layers_to_transform: Option<Vec<usize>>,
+}
+
+/// Fields whose non-empty value means a LoRA variant sft-eval does not compute, and its name.
+const REFUSED: &[(&str, &str)] = &[
+    ("use_dora", "DoRA (weight-decomposed LoRA)"),
+    ("lora_bias", "LoRA with a bias on B (lora_bias)"),
+    ("layer_replication", "layer replication"),
+    ("trainable_token_indices", "trainable tokens"),
+    (
+        "target_parameters",
+        "LoRA on parameters (target_parameters)",
+    ),
+    ("alora_invocation_tokens", "activated LoRA (aLoRA)"),
+    ("use_qalora", "QA-LoRA"),
+    ("use_bdlora", "BD-LoRA"),
+];
+
+fn truthy(v: &Value) -> bool {
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+        Value::String(s) => !s.is_empty(),
+        Value::Number(_) => true,
+    }
+}
+
+impl LoraConfig {
+    pub fn read(path: &Path) -> Result<LoraConfig, ModelError> {
+        let v = read_json(path)?;
+        let bad = |field: &str, reason: String| ModelError::InvalidConfig {
+            path: path.to_path_buf(),
+            field: field.into(),
+            reason,
+        };
+        let kind = v.get("peft_type").and_then(Value::as_str).unwrap_or("");
+        if kind != "LORA" {
+            return Err(bad(
+                "peft_type",
+                format!("`{kind}` adapters are not supported; sft-eval reads LoRA adapters (peft_type \"LORA\") only"),
+            ));
+        }
+        for (field, name) in REFUSED {
+            if v.get(*field).is_some_and(truthy) {
+                return Err(bad(
+                    field,
+                    format!("{name} is not supported; sft-eval merges plain LoRA adapters only"),
+                ));
+            }
+        }
+        let str_field = |f: &str| v.get(f).and_then(Value::as_str).map(str::to_string);
+        let base_name = str_field("base_model_name_or_path").unwrap_or_default();
+        let num = |f: &str| -> Result<Option<f64>, ModelError> {
+            match v.get(f) {
+                None | Some(Value::Null) => Ok(None),
+                Some(x) => x
+                    .as_f64()
+                    .filter(|n| n.is_finite() && *n > 0.0)
+                    .map(Some)
+                    .ok_or_else(|| bad(f, format!("must be a positive number, not {x}"))),
+            }
+        };
+        let r = num("r")?.ok_or_else(|| bad("r", "missing".into()))?;
+        if r.fract() != 0.0 {
+            return Err(bad("r", format!("must be a whole number, not {r}")));
+        }
+        let alpha = num("lora_alpha")?.unwrap_or(8.0);
+        let flag = |f: &str| v.get(f).and_then(Value::as_bool).unwrap_or(false);
+        let patterns = |f: &str| -> Result<Vec<(regex::Regex, String, f64)>, ModelError> {
+            let Some(obj) = v.get(f).and_then(Value::as_object) else {
+                return Ok(Vec::new());
+            };
+            obj.iter()
+                .map(|(k, x)| {
+                    let n = x
+                        .as_f64()
+                        .filter(|n| n.is_finite() && *n > 0.0)
+                        .ok_or_else(|| {
+                            bad(f, format!("`{k}`: must be a positive number, not {x}"))
+                        })?;
+                    // PEFT's get_pattern_key: re.match(rf"(.*\.)?({key})$", module)
+                    let re = regex::Regex::new(&format!(r"^(?:.*\.)?(?:{k})$"))
+                        .map_err(|e| bad(f, format!("`{k}`: {e}")))?;
+                    Ok((re, k.clone(), n))
+                })
+                .collect()
+        };
+        let rank_pattern = patterns("rank_pattern")?
+            .into_iter()
+            .map(|(re, k, n)| (re, k, n as usize))
+            .collect();
+        let targets = |f: &str| -> Result<Option<Targets>, ModelError> {
+            match v.get(f) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) if s == "all-linear" => Ok(Some(Targets::AllLinear)),
+                Some(Value::String(s)) => regex::Regex::new(&format!("^(?:{s})$"))
+                    .map(|re| Some(Targets::Regex(re)))
+                    .map_err(|e| {
+                        bad(
+                            f,
+                            format!("not a regular expression sft-eval can read: {e}"),
+                        )
+                    }),
+                Some(Value::Array(a)) => a
+                    .iter()
+                    .map(|x| x.as_str().map(str::to_string))
+                    .collect::<Option<Vec<_>>>()
+                    .map(|l| Some(Targets::List(l)))
+                    .ok_or_else(|| bad(f, "must be a list of module names".into())),
+                Some(x) => Err(bad(f, format!("must be a list or a string, not {x}"))),
+            }
+        };
+        let layers_to_transform = match v.get("layers_to_transform") {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => n.as_u64().map(|n| vec![n as usize]),
+            Some(Value::Array(a)) => Some(
+                a.iter()
+                    .map(|x| x.as_u64().map(|n| n as usize))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| bad("layers_to_transform", "must be layer indices".into()))?,
+            ),
+            Some(x) => {
+                return Err(bad(
+                    "layers_to_transform",
+                    format!("must be layer indices, not {x}"),
+                ))
+            }
+        };
+        if v.get("layers_pattern").is_some_and(truthy) {
+            return Err(bad(
+                "layers_pattern",
+                "is not supported (sft-eval reads layer indices from standard module names)".into(),
+            ));
+        }
+        Ok(LoraConfig {
+            path: path.to_path_buf(),
+            base_name,
+            revision: str_field("revision"),
+            r: r as usize,
+            alpha,
+            use_rslora: flag("use_rslora"),
+            fan_in_fan_out: flag("fan_in_fan_out"),
+            rank_pattern,
+            alpha_pattern: patterns("alpha_pattern")?,
+            targets: targets("target_modules")?
+                .ok_or_else(|| bad("target_modules", "missing".into()))?,
+            exclude: targets("exclude_modules")?,
+            layers_to_transform,
+        })
+    }
+
+    /// The base checkpoint `base_model_name_or_path` names, found without a download.
+    fn base_dir(&self, adapter_dir: &Path) -> Result<PathBuf, ModelError> {
+        let name = &self.base_name;
+        let bad = |reason: String| ModelError::InvalidConfig {
+            path: self.path.clone(),
+            field: "base_model_name_or_path".into(),
+            reason,
+        };
+        if name.is_empty() {
+            return Err(bad(
+                "missing: pass the base checkpoint with --base DIR".into()
+            ));
+        }
+        let p = Path::new(name);
+        let beside = adapter_dir.join(p);
+        for candidate in [p, beside.as_path()] {
+            if candidate.join(super::checkpoint::CONFIG_FILE).is_file() {
+                return Ok(candidate.to_path_buf());
+            }
+        }
+        if let Some(snapshot) = hub_snapshot(name, self.revision.as_deref()) {
+            return Ok(snapshot);
+        }
+        Err(bad(format!(
+            "`{name}` is not a local checkpoint folder (looked relative to the working directory and to the adapter) nor in the local Hugging Face cache ({}); sft-eval never downloads: pass --base DIR with a local copy of that checkpoint",
+            hub_cache().display()
+        )))
+    }
+
+    /// `(r, alpha)` for a module, from the patterns or the defaults.
+    fn rank_alpha(&self, module: &str) -> (usize, f64) {
+        let r = self
+            .rank_pattern
+            .iter()
+            .find(|(re, _, _)| re.is_match(module))
+            .map_or(self.r, |p| p.2);
+        let alpha = self
+            .alpha_pattern
+            .iter()
+            .find(|(re, _, _)| re.is_match(module))
+            .map_or(self.alpha, |p| p.2);
+        (r, alpha)
+    }
+
+    /// Whether the config puts LoRA on `module` (PEFT's `check_target_module_exists`).
+    fn targets(&self, module: &str, is_head: bool) -> bool {
+        let matches = |t: &Targets| match t {
+            Targets::List(l) => l
+                .iter()
+                .any(|k| module == k || module.ends_with(&format!(".{k}"))),
+            Targets::Regex(re) => re.is_match(module),
+            Targets::AllLinear => !is_head,
+        };
+        if self.exclude.as_ref().is_some_and(matches) {
+            return false;
+        }
+        if !matches(&self.targets) {
+            return false;
+        }
+        match (&self.targets, &self.layers_to_transform) {
+            (Targets::List(_), Some(layers)) if !layers.is_empty() => {
+                super::params::layer_index(module).is_some_and(|i| layers.contains(&i))
+            }
+            _ => true,
+        }
+    }
+}
+
+/// The local Hugging Face hub cache: `HF_HUB_CACHE`, `HF_HOME/hub`, or
+/// `~/.cache/huggingface/hub`.
+fn hub_cache() -> PathBuf {
+    if let Some(p) = std::env::var_os("HF_HUB_CACHE") {
+        return PathBuf::from(p);
+    }
+    if let Some(p) = std::env::var_os("HF_HOME") {
+        return PathBuf::from(p).join("hub");
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"));
+    cache.join("huggingface").join("hub")
+}
+
+/// The snapshot folder of Hub id `name` at `revision` (a branch or a commit) in the local
+/// cache, when it is there.
+fn hub_snapshot(name: &str, revision: Option<&str>) -> Option<PathBuf> {
+    let ok = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    };
+    let (org, repo) = name.split_once('/')?;
+    if !ok(org) || !ok(repo) || repo.contains('/') {
+        return None;
+    }
+    let root = hub_cache().join(format!("models--{org}--{repo}"));
+    let revision = revision.unwrap_or("main");
+    let commit = if revision.len() == 40 && revision.chars().all(|c| c.is_ascii_hexdigit()) {
+        revision.to_string()
+    } else {
+        std::fs::read_to_string(root.join("refs").join(revision))
+            .ok()?
+            .trim()
+            .to_string()
+    };
+    let snap = root.join("snapshots").join(commit);
+    snap.join(super::checkpoint::CONFIG_FILE)
+        .is_file()
+        .then_some(snap)
+}
+
+/// One base tensor's change.
+#[derive(Debug, Default)]
+struct Change {
+    /// adapter key of a tensor that replaces the base's (a bias, a modules_to_save copy)
+    replace: Option<String>,
+    /// adapter keys of A and B, the scale, and whether `B·A` is transposed
+    lora: Option<(String, String, f64, bool)>,
+}
+
+/// A loaded adapter: its tensors, and the change each base tensor gets.
+pub struct Adapter {
+    pub dir: PathBuf,
+    path: PathBuf,
+    tensors: std::collections::HashMap<String, Tensor>,
+    /// base tensor name (as PEFT names it) → change
+    changes: BTreeMap<String, Change>,
+    applied: BTreeSet<String>,
+}
+
+impl Adapter {
+    /// Read the adapter of `spec` and work out which base tensor each of its tensors changes.
+    pub fn open(spec: &AdapterSpec) -> Result<Adapter, ModelError> {
+        let config = LoraConfig::read(&spec.dir.join(ADAPTER_CONFIG))?;
+        let path = spec.dir.join(ADAPTER_WEIGHTS);
+        let tensors = candle_core::safetensors::load(&path, &Device::Cpu).map_err(|e| {
+            ModelError::CorruptWeights {
+                path: path.clone(),
+                reason: e.to_string(),
+            }
+        })?;
+        let unexpected = |key: &str, why: String| ModelError::InvalidConfig {
+            path: path.clone(),
+            field: key.to_string(),
+            reason: why,
+        };
+        let mut changes: BTreeMap<String, Change> = BTreeMap::new();
+        let mut keys: Vec<&String> = tensors.keys().collect();
+        keys.sort();
+        for key in keys {
+            let name = key.strip_prefix(PREFIX).ok_or_else(|| {
+                unexpected(
+                    key,
+                    format!("not a PEFT adapter key (expected the `{PREFIX}` prefix)"),
+                )
+            })?;
+            if name.contains(".lora_magnitude_vector") {
+                return Err(unexpected(
+                    key,
+                    "a DoRA magnitude vector: DoRA adapters are not supported".into(),
+                ));
+            }
+            let lora = [
+                (".lora_A.weight", ".lora_B.weight", false),
+                (".lora_embedding_A", ".lora_embedding_B", true),
+            ]
+            .into_iter()
+            .find_map(|(a, b, emb)| name.strip_suffix(a).map(|m| (m, a, b, emb)));
+            if let Some((module, _, b_suffix, embedding)) = lora {
+                let b_key = format!("{PREFIX}{module}{b_suffix}");
+                if !tensors.contains_key(&b_key) {
+                    return Err(unexpected(key, format!("has no matching `{b_key}`")));
+                }
+                let is_head = module == "lm_head" || module.ends_with(".lm_head");
+                if !config.targets(module, is_head) {
+                    return Err(unexpected(
+                        key,
+                        format!("module `{module}` is not one that adapter_config.json's target_modules / layers_to_transform select; the config and the weights do not belong together"),
+                    ));
+                }
+                let (r, alpha) = config.rank_alpha(module);
+                let rows = tensors[key].dims().first().copied().unwrap_or(0);
+                if rows != r {
+                    return Err(unexpected(
+                        key,
+                        format!("has rank {rows}, but adapter_config.json (r / rank_pattern) gives {r} for `{module}`"),
+                    ));
+                }
+                let scale = if config.use_rslora {
+                    alpha / (r as f64).sqrt()
+                } else {
+                    alpha / r as f64
+                };
+                let transpose = embedding || config.fan_in_fan_out;
+                changes.entry(format!("{module}.weight")).or_default().lora =
+                    Some((key.clone(), b_key, scale, transpose));
+            } else if name.contains(".lora_B.") || name.contains(".lora_embedding_B") {
+                continue; // paired with its A above
+            } else if name.contains(".original_module.") {
+                continue; // the untouched original of a modules_to_save copy
+            } else if let Some(base) = [".base_layer.", ".modules_to_save."]
+                .iter()
+                .find_map(|p| name.split_once(p).map(|(m, t)| format!("{m}.{t}")))
+            {
+                changes.entry(base).or_default().replace = Some(key.clone());
+            } else if name.contains(".lora_") {
+                return Err(unexpected(
+                    key,
+                    "an adapter tensor sft-eval does not know".into(),
+                ));
+            } else {
+                // a saved bias or modules_to_save copy under the base's own name; a
+                // `modules_to_save.` copy of the same tensor, when also saved, wins
+                let c = changes.entry(name.to_string()).or_default();
+                if c.replace.is_none() {
+                    c.replace = Some(key.clone());
+                }
+            }
+        }
+        Ok(Adapter {
+            dir: spec.dir.clone(),
+            path,
+            tensors,
+            changes,
+            applied: BTreeSet::new(),
+        })
+    }
+
+    /// The key of the change to base tensor `name`, if any (GPT-2 checkpoints are often saved
+    /// without the `transformer.` prefix that PEFT's names carry).
+    fn key_of(&self, name: &str) -> Option<String> {
+        [name.to_string(), format!("transformer.{name}")]
+            .into_iter()
+            .find(|k| self.changes.contains_key(k))
+    }
+
+    /// Record that the model uses base tensor `name` without merging anything (shape checks
+    /// that read no tensor data).
+    pub fn touch(&mut self, name: &str) {
+        if let Some(k) = self.key_of(name) {
+            self.applied.insert(k);
+        }
+    }
+
+    /// Base tensors this adapter changes.
+    pub fn num_changed(&self) -> usize {
+        self.changes.len()
+    }
+
+    /// Elements in the adapter's own tensors.
+    pub fn num_parameters(&self) -> usize {
+        self.tensors.values().map(|t| t.elem_count()).sum()
+    }
+
+    /// The base's tensor `name` (as loaded) with this adapter's change, in float32; unchanged
+    /// tensors come back as they are.
+    pub fn apply(
+        &mut self,
+        name: &str,
+        base: Tensor,
+        shape: &[usize],
+    ) -> Result<Tensor, ModelError> {
+        let Some(key) = self.key_of(name) else {
+            return Ok(base);
+        };
+        let err = ModelError::candle(format!("{}: merging into `{name}`", self.path.display()));
+        let change = &self.changes[&key];
+        let mut w = match &change.replace {
+            Some(k) => {
+                let t = &self.tensors[k];
+                if t.dims() != shape {
+                    return Err(ModelError::ShapeMismatch {
+                        path: self.path.clone(),
+                        name: k.clone(),
+                        expected: shape.to_vec(),
+                        found: t.dims().to_vec(),
+                    });
+                }
+                t.to_device(base.device())
+                    .and_then(|t| t.to_dtype(DType::F32))
+            }
+            None => base.to_dtype(DType::F32),
+        }
+        .map_err(ModelError::candle(name))?;
+        if let Some((a, b, scale, transpose)) = &change.lora {
+            let (a_t, b_t) = (&self.tensors[a], &self.tensors[b]);
+            let delta = (|| {
+                let a = a_t.to_device(w.device())?.to_dtype(DType::F32)?;
+                let b = b_t.to_device(w.device())?.to_dtype(DType::F32)?;
+                let d = (b.matmul(&a)? * *scale)?;
+                if *transpose {
+                    d.t()?.contiguous()
+                } else {
+                    Ok(d)
+                }
+            })()
+            .map_err(err)?;
+            if delta.dims() != w.dims() {
+                return Err(ModelError::ShapeMismatch {
+                    path: self.path.clone(),
+                    name: a.clone(),
+                    expected: w.dims().to_vec(),
+                    found: delta.dims().to_vec(),
+                });
+            }
+            w = (w + delta).map_err(ModelError::candle(name))?;
+        }
+        self.applied.insert(key);
+        Ok(w)
+    }
+
+    /// Base tensors the adapter changes that the model never loaded (a tied head, another
+    /// architecture's names): merging would silently drop them, so the caller refuses.
+    pub fn unapplied(&self) -> Vec<String> {
+        self.changes
+            .keys()
+            .filter(|k| !self.applied.contains(*k))
+            .cloned()
+            .collect()
+    }
+
+    /// The adapter weights file, for messages.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
