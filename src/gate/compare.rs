@@ -110,6 +110,35 @@ fn pair<'a>(
     ft: &'a SuiteResult,
 ) -> Result<Vec<(&'a ItemResult, &'a ItemResult)>, GateError> {
     let mismatch = |m: String| GateError::Mismatch(format!("suite `{}`: {m}", base.suite));
+    // results read from another harness's logs: the task must be the one that harness ran on
+    // both sides, said in its own terms
+    if let (Some(a), Some(b)) = (&base.origin, &ft.origin) {
+        let differs = |what: &str, x: String, y: String| {
+            Err(mismatch(format!(
+                "task `{}` {what} {x} in the base results and {y} in the fine-tuned: the task changed between the runs",
+                a.task
+            )))
+        };
+        if a.task != b.task {
+            return differs("is named", a.task.clone(), b.task.clone());
+        }
+        if a.version != b.version {
+            return differs("has version", a.version.clone(), b.version.clone());
+        }
+        if a.n_shot != b.n_shot {
+            return differs(
+                "has few-shot count",
+                format!("{:?}", a.n_shot),
+                format!("{:?}", b.n_shot),
+            );
+        }
+        if a.config_hash != b.config_hash {
+            return Err(mismatch(format!(
+                "task `{}` was configured differently in the two runs (prompt, metrics, filters or generation settings)",
+                a.task
+            )));
+        }
+    }
     if base.suite_hash != ft.suite_hash {
         return Err(mismatch(format!(
             "the two results scored different suite contents (hash {}… vs {}…)",
@@ -163,11 +192,22 @@ fn pair<'a>(
         };
     missing(&by_ft, base, "base")?;
     missing(&by_base, ft, "fine-tuned")?;
-    Ok(base
+    let pairs: Vec<_> = base
         .items
         .iter()
         .map(|b| (b, by_ft[b.id.as_str()]))
-        .collect())
+        .collect();
+    // another harness's items carry their document and prompt hashes: the same id must be the
+    // same question on both sides
+    if base.origin.is_some() {
+        if let Some((b, _)) = pairs.iter().find(|(b, f)| b.prompt_hash != f.prompt_hash) {
+            return Err(mismatch(format!(
+                "item `{}` is a different document or prompt in the two runs (its logged hashes differ)",
+                b.id
+            )));
+        }
+    }
+    Ok(pairs)
 }
 
 /// A score must be finite, and in `[0, 1]` for a proportion.

@@ -47,6 +47,10 @@ impl GateError {
 pub fn read_results(
     path: &std::path::Path,
 ) -> Result<crate::suite::results::EvalResults, GateError> {
+    // another harness's log: its errors name the file at fault (a samples file, a line)
+    if let Some(imported) = crate::suite::external::read(path).transpose() {
+        return imported.map_err(|e| GateError::Invalid(e.to_string()));
+    }
     crate::suite::results::EvalResults::read(path).map_err(|e| GateError::File {
         path: path.to_path_buf(),
         reason: match e {

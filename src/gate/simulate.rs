@@ -298,6 +298,7 @@ fn results(scores: &[f64], clusters: &[Option<String>], unit: Unit) -> EvalResul
             seconds: 0.0,
             source: None,
             notes: vec![],
+            origin: None,
             items,
         }],
     )

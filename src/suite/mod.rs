@@ -2,6 +2,7 @@
 //! benchmarks, the scorers, and the runner that scores a model on a suite.
 
 pub mod evaluate;
+pub mod external;
 pub mod import;
 pub mod item;
 pub mod resolve;

@@ -96,7 +96,27 @@ pub struct SuiteResult {
     /// facts a reader needs (e.g. whether executed code had network access)
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// for results read from another harness's log: the task they came from, checked before
+    /// two results are paired
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
     pub items: Vec<ItemResult>,
+}
+
+/// Where results scored by another harness came from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Origin {
+    /// the harness and its version (`lm-evaluation-harness 0.4.13`, `inspect_ai 0.3.285`)
+    pub harness: String,
+    pub task: String,
+    /// the task's version as the harness recorded it
+    pub version: String,
+    /// few-shot examples per prompt, where recorded
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n_shot: Option<u64>,
+    /// sha256 of the task's recorded configuration (prompt, metrics, filters, generation
+    /// settings), without what names the model
+    pub config_hash: String,
 }
 
 /// Progress of a suite run (library code never prints).
@@ -370,6 +390,7 @@ pub fn run_suite(
         seconds: t0.elapsed().as_secs_f64(),
         source: None,
         notes: scorer.notes(&notes),
+        origin: None,
         items: results,
     })
 }

@@ -38,6 +38,8 @@ pub enum ScorerKind {
     RollingNll,
     /// log-likelihood of the reference `target` after the prompt: per-item mean token NLL
     ReferenceNll,
+    /// scored by another harness (lm-evaluation-harness, inspect_ai), read from its log
+    External,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

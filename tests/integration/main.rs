@@ -23,6 +23,8 @@ mod gate;
 mod cpu_paths;
 // PEFT LoRA adapters: equal to PEFT's merge_and_unload, other methods refused, cache keys.
 mod peft;
+// Other harnesses' per-item logs (lm-eval --log_samples, inspect_ai) as compare/gate inputs.
+mod harness_logs;
 // Hostile inputs: none panics, aborts or hangs; each is exit 2 naming the file and field.
 mod hostile;
 // The fuzz targets replayed on their corpus and seeded mutations of it.

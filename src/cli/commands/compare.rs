@@ -56,7 +56,7 @@ impl EvalSource {
     /// results that differ).
     fn load(&self, p: &Path, like: Option<&EvalResults>) -> Result<EvalResults, Error> {
         let gguf = crate::backend::gguf::is_gguf(p);
-        if p.is_file() && !gguf {
+        if (p.is_file() && !gguf) || crate::suite::external::detect(p).is_some() {
             return Ok(read_results(p)?);
         }
         let (suites, settings) = match like {
@@ -257,7 +257,8 @@ pub fn run_compare(a: &CompareArgs) -> Result<ExitStatus, Error> {
     for (side, ft) in sides.iter().zip(&fts) {
         let c = compare(&base, ft, 0.95, &a.src.boot())?;
         let mut md = report::markdown(&c, None);
-        let drift = if base_side.path.is_dir() && side.path.is_dir() {
+        let checkpoint = |p: &Path| p.is_dir() && crate::suite::external::detect(p).is_none();
+        let drift = if checkpoint(&base_side.path) && checkpoint(&side.path) {
             if drift_ctx.is_none() {
                 let suites = base
                     .suites

@@ -9,6 +9,7 @@
 
 pub mod boxed;
 pub mod exact_match;
+pub mod external;
 pub mod extract;
 pub mod mc2_loglik;
 pub mod mc_loglik;
@@ -204,6 +205,7 @@ pub static SCORERS: &[&dyn Scorer] = &[
     &pass_at_k::PassAtK,
     &rolling_nll::RollingNll,
     &reference_nll::ReferenceNll,
+    &external::External,
 ];
 
 /// The scorer of `kind`.
