@@ -182,6 +182,16 @@ pub(crate) fn record_key(r: &Record) -> String {
         Record::PromptCompletion { prompt, completion } => {
             format!("p\u{0}{prompt}\u{0}{completion}")
         }
+        Record::ChatPromptCompletion { prompt, completion } => {
+            let mut k = String::from("c");
+            for x in prompt.iter().chain(completion) {
+                k.push('\u{0}');
+                k.push_str(&x.role);
+                k.push('\u{1}');
+                k.push_str(&x.content);
+            }
+            k
+        }
         Record::Messages(m) => {
             let mut k = String::from("m");
             for x in m {
@@ -200,6 +210,12 @@ pub(crate) fn record_key(r: &Record) -> String {
 pub(crate) fn record_text(r: &Record) -> String {
     match r {
         Record::PromptCompletion { prompt, completion } => format!("{prompt}\n{completion}"),
+        Record::ChatPromptCompletion { prompt, completion } => prompt
+            .iter()
+            .chain(completion)
+            .map(|x| x.content.as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
         Record::Messages(m) => m
             .iter()
             .map(|x| x.content.as_str())

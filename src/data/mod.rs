@@ -3,6 +3,7 @@
 //! One record per line, any of
 //! - `{"prompt": "...", "completion": "..."}` (TRL prompt/completion),
 //! - `{"messages": [{"role": "...", "content": "..."}, ...]}` (OpenAI/TRL conversational),
+//! - `{"prompt": [messages…], "completion": [messages…]}` (TRL conversational prompt/completion),
 //! - `{"text": "..."}` (plain language-modelling data),
 //!
 //! each with an optional `"task"` tag used for multi-task balancing. Blank lines are skipped.
@@ -19,7 +20,15 @@ pub const ROLES: &[&str] = &["system", "user", "assistant", "tool", "developer"]
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Record {
-    PromptCompletion { prompt: String, completion: String },
+    PromptCompletion {
+        prompt: String,
+        completion: String,
+    },
+    /// TRL's conversational prompt/completion: the prompt's turns, then the completion's
+    ChatPromptCompletion {
+        prompt: Vec<Message>,
+        completion: Vec<Message>,
+    },
     Messages(Vec<Message>),
     Text(String),
 }
@@ -28,6 +37,7 @@ impl Record {
     pub fn kind(&self) -> &'static str {
         match self {
             Record::PromptCompletion { .. } => "prompt/completion",
+            Record::ChatPromptCompletion { .. } => "conversational prompt/completion",
             Record::Messages(_) => "messages",
             Record::Text(_) => "text",
         }
@@ -37,6 +47,7 @@ impl Record {
     pub fn prompt_text(&self) -> String {
         match self {
             Record::PromptCompletion { prompt, .. } => prompt.clone(),
+            Record::ChatPromptCompletion { prompt, .. } => join_contents(prompt.iter()),
             Record::Messages(m) => {
                 let last = m
                     .iter()
@@ -56,6 +67,7 @@ impl Record {
     pub fn response_text(&self) -> String {
         match self {
             Record::PromptCompletion { completion, .. } => completion.clone(),
+            Record::ChatPromptCompletion { completion, .. } => join_contents(completion.iter()),
             Record::Messages(m) => m
                 .iter()
                 .filter(|x| x.role == "assistant")
@@ -65,6 +77,10 @@ impl Record {
             Record::Text(t) => t.clone(),
         }
     }
+}
+
+fn join_contents<'a>(m: impl Iterator<Item = &'a Message>) -> String {
+    m.map(|x| x.content.as_str()).collect::<Vec<_>>().join("\n")
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -205,38 +221,64 @@ fn type_name(v: &Value) -> &'static str {
     }
 }
 
+/// A list of `{"role", "content"}` messages in field `field`.
+fn messages(field: &str, v: &Value) -> Result<Vec<Message>, String> {
+    let arr = v.as_array().ok_or_else(|| {
+        format!(
+            "field `{field}` must be a list of messages, found {}",
+            type_name(v)
+        )
+    })?;
+    if arr.is_empty() {
+        return Err(format!("field `{field}` is empty"));
+    }
+    let mut out = Vec::with_capacity(arr.len());
+    for (i, m) in arr.iter().enumerate() {
+        let o = m
+            .as_object()
+            .ok_or_else(|| format!("{field}[{i}] must be an object"))?;
+        let role = string_field(o, "role")
+            .map_err(|e| format!("{field}[{i}]: {e}"))?
+            .ok_or_else(|| format!("{field}[{i}]: missing field `role`"))?;
+        if !ROLES.contains(&role.as_str()) {
+            return Err(format!(
+                "{field}[{i}]: unknown role `{role}`; expected one of {}",
+                ROLES.join(", ")
+            ));
+        }
+        let content = string_field(o, "content")
+            .map_err(|e| format!("{field}[{i}]: {e}"))?
+            .ok_or_else(|| format!("{field}[{i}]: missing field `content`"))?;
+        out.push(Message { role, content });
+    }
+    Ok(out)
+}
+
 fn parse_record(v: &Value) -> Result<(Record, Option<String>), String> {
     let obj = v
         .as_object()
         .ok_or_else(|| format!("expected a JSON object, found {}", type_name(v)))?;
     let task = string_field(obj, "task")?;
     if let Some(msgs) = obj.get("messages") {
-        let arr = msgs
-            .as_array()
-            .ok_or_else(|| format!("field `messages` must be a list, found {}", type_name(msgs)))?;
-        if arr.is_empty() {
-            return Err("field `messages` is empty".into());
+        return Ok((Record::Messages(messages("messages", msgs)?), task));
+    }
+    // TRL's conversational prompt/completion: both fields lists of messages
+    if let (Some(p @ Value::Array(_)), Some(c)) | (Some(p), Some(c @ Value::Array(_))) =
+        (obj.get("prompt"), obj.get("completion"))
+    {
+        let prompt = messages("prompt", p)?;
+        let completion = messages("completion", c)?;
+        if let Some((i, m)) = completion
+            .iter()
+            .enumerate()
+            .find(|(_, m)| m.role != "assistant")
+        {
+            return Err(format!(
+                "completion[{i}]: role `{}`; a completion holds assistant turns only",
+                m.role
+            ));
         }
-        let mut out = Vec::with_capacity(arr.len());
-        for (i, m) in arr.iter().enumerate() {
-            let o = m
-                .as_object()
-                .ok_or_else(|| format!("messages[{i}] must be an object"))?;
-            let role = string_field(o, "role")
-                .map_err(|e| format!("messages[{i}]: {e}"))?
-                .ok_or_else(|| format!("messages[{i}]: missing field `role`"))?;
-            if !ROLES.contains(&role.as_str()) {
-                return Err(format!(
-                    "messages[{i}]: unknown role `{role}`; expected one of {}",
-                    ROLES.join(", ")
-                ));
-            }
-            let content = string_field(o, "content")
-                .map_err(|e| format!("messages[{i}]: {e}"))?
-                .ok_or_else(|| format!("messages[{i}]: missing field `content`"))?;
-            out.push(Message { role, content });
-        }
-        return Ok((Record::Messages(out), task));
+        return Ok((Record::ChatPromptCompletion { prompt, completion }, task));
     }
     if obj.contains_key("prompt") || obj.contains_key("completion") {
         let prompt = string_field(obj, "prompt")?.ok_or("field `completion` without `prompt`")?;
@@ -279,6 +321,39 @@ mod tests {
         assert_eq!(s[1].line, 3);
         assert!(matches!(s[1].record, Record::Messages(ref m) if m.len() == 2));
         assert_eq!(s[2].record, Record::Text("plain".into()));
+    }
+
+    #[test]
+    fn reads_trl_conversational_prompt_completion() {
+        let s = parse(
+            "{\"prompt\":[{\"role\":\"system\",\"content\":\"Be brief.\"},{\"role\":\"user\",\"content\":\"2+2?\"}],\"completion\":[{\"role\":\"assistant\",\"content\":\"4\"}]}\n",
+        )
+        .unwrap();
+        match &s[0].record {
+            Record::ChatPromptCompletion { prompt, completion } => {
+                assert_eq!((prompt.len(), completion.len()), (2, 1));
+                assert_eq!(completion[0].content, "4");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s[0].record.prompt_text(), "Be brief.\n2+2?");
+        // a string on one side and turns on the other, or a completion turn not the assistant's
+        let e = parse(
+            "{\"prompt\":\"2+2?\",\"completion\":[{\"role\":\"assistant\",\"content\":\"4\"}]}",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("data.jsonl:1:") && e.contains("`prompt` must be a list of messages"),
+            "{e}"
+        );
+        let e = parse("{\"prompt\":[{\"role\":\"user\",\"content\":\"x\"}],\"completion\":[{\"role\":\"user\",\"content\":\"y\"}]}")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("completion[0]") && e.contains("assistant turns only"),
+            "{e}"
+        );
     }
 
     #[test]

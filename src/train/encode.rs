@@ -4,6 +4,11 @@
 //! - prompt/completion: the tokenizer's EOS *string* is appended to the completion; `prompt` and
 //!   `prompt + completion` are tokenized with special tokens; the targets are the tokens of the
 //!   joined text after its longest common token prefix with the prompt's tokens.
+//! - conversational prompt/completion (lists of messages): `prompt` rendered with the generation
+//!   prompt and `prompt + completion` rendered without, each tokenized without special tokens;
+//!   the targets are the tokens after their longest common token prefix — so everything the
+//!   template writes after the prompt, the end-of-turn token and any separator after it
+//!   included (TRL's `tokenize_fn`; no EOS is appended).
 //! - messages: rendered with the chat template (no special tokens added); targets are the tokens
 //!   overlapping assistant text — the template's `{% generation %}` blocks when it has them,
 //!   otherwise each assistant turn found by rendering the conversation up to it.
@@ -105,6 +110,9 @@ impl Encoder<'_> {
                 ),
                 TemplatePolicy::Auto => self.encode_prompt_completion(prompt, completion),
             },
+            Record::ChatPromptCompletion { prompt, completion } => {
+                self.encode_chat_prompt_completion(prompt, completion, s.line)
+            }
             Record::Messages(m) => self.encode_messages(m, s.line),
             Record::Text(t) => {
                 let eos = self.eos()?;
@@ -140,16 +148,39 @@ impl Encoder<'_> {
         Ok((full, sup))
     }
 
+    fn template(&self, line: usize) -> Result<&ChatTemplate, TrainError> {
+        self.template.ok_or_else(|| {
+            TrainError::Data(format!(
+                "line {line}: conversational data needs a chat template, and this model has none (chat_template.jinja or tokenizer_config.json)"
+            ))
+        })
+    }
+
+    fn encode_chat_prompt_completion(
+        &self,
+        prompt: &[Message],
+        completion: &[Message],
+        line: usize,
+    ) -> Result<(Vec<u32>, Vec<bool>), TrainError> {
+        let template = self.template(line)?;
+        let p = self
+            .tokenizer
+            .encode(&template.render(prompt, true)?, false)?;
+        let all: Vec<Message> = prompt.iter().chain(completion).cloned().collect();
+        let full = self
+            .tokenizer
+            .encode(&template.render(&all, false)?, false)?;
+        let common = p.iter().zip(&full).take_while(|(a, b)| a == b).count();
+        let sup = (0..full.len()).map(|i| i >= common).collect();
+        Ok((full, sup))
+    }
+
     fn encode_messages(
         &self,
         messages: &[Message],
         line: usize,
     ) -> Result<(Vec<u32>, Vec<bool>), TrainError> {
-        let template = self.template.ok_or_else(|| {
-            TrainError::Data(format!(
-                "line {line}: conversational data needs a chat template, and this model has none (chat_template.jinja or tokenizer_config.json)"
-            ))
-        })?;
+        let template = self.template(line)?;
         let (text, spans) = match template.render_generation_spans(messages)? {
             Some(r) => r,
             None => assistant_spans_by_prefix(template, messages, line)?,
@@ -165,7 +196,9 @@ impl Encoder<'_> {
 
 /// Assistant spans of a template without `{% generation %}` blocks: for each assistant turn,
 /// the text the conversation gains between "up to this turn, with generation prompt" and "up to
-/// and including this turn". Refuses templates whose renderings are not prefixes of each other.
+/// and including this turn". An EOS the template writes only after the last turn (Phi-3) is not
+/// part of an earlier turn; it is trained with the last one, as TRL's patched Phi-3 template
+/// does. Refuses templates whose renderings are otherwise not prefixes of each other.
 fn assistant_spans_by_prefix(
     template: &ChatTemplate,
     messages: &[Message],
@@ -179,12 +212,27 @@ fn assistant_spans_by_prefix(
         }
         let before = template.render(&messages[..i], true)?;
         let upto = template.render(&messages[..=i], false)?;
-        if !full.starts_with(&upto) || !upto.starts_with(&before) {
+        // where this turn ends in the full rendering: all of `upto`, or all but an EOS the
+        // template writes only after the last turn (which the full rendering then ends with)
+        let eos = template
+            .special_tokens()
+            .iter()
+            .find(|(n, _)| n == "eos_token")
+            .map(|(_, t)| t.as_str());
+        let end = if full.starts_with(&upto) {
+            Some(upto.len())
+        } else {
+            eos.filter(|e| !e.is_empty() && upto.ends_with(e) && full.ends_with(e))
+                .map(|e| upto.len() - e.len())
+                .filter(|&k| full.starts_with(&upto[..k]))
+        }
+        .filter(|&k| k >= before.len());
+        let Some(common) = end.filter(|_| upto.starts_with(&before)) else {
             return Err(TrainError::Data(format!(
                 "line {line}: the chat template renders earlier turns differently once later turns follow, so assistant turn {i} cannot be located; add {{% generation %}} blocks to the template"
             )));
-        }
-        spans.push(before.len()..upto.len());
+        };
+        spans.push(before.len()..common);
     }
     Ok((full, spans))
 }

@@ -115,6 +115,15 @@ fn assert_same_losses(run: &str) {
         .map(|s| s["loss"].as_f64().unwrap())
         .collect();
     assert_eq!(ours.len(), theirs.len(), "{run}: steps");
+    let worst = ours
+        .iter()
+        .zip(&theirs)
+        .map(|(a, b)| (a - b).abs() / b.abs())
+        .fold(0f64, f64::max);
+    println!(
+        "{run}: max relative loss difference to TRL over {} steps: {worst:.2e}",
+        ours.len()
+    );
     for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
         let rel = (a - b).abs() / b.abs();
         assert!(
@@ -135,6 +144,14 @@ fn trl_prompt_completion() {
 fn trl_chat_assistant_only() {
     assert_same_examples("chat");
     assert_same_losses("chat");
+}
+
+/// TRL's conversational prompt/completion (`{"prompt": [turns], "completion": [turns]}`) on a
+/// ChatML template without generation markers: the same tokens, targets and per-step losses.
+#[test]
+fn trl_chat_prompt_completion() {
+    assert_same_examples("chat_prompt_completion");
+    assert_same_losses("chat_prompt_completion");
 }
 
 #[test]
@@ -858,4 +875,104 @@ fn a_config_file_can_name_the_model_and_flags_override_it() {
     );
     assert_eq!(v["freeze"]["embeddings"], true);
     assert!(v["model"].as_str().unwrap().ends_with("llama"));
+}
+
+/// `messages` data on a template without `{% generation %}` markers trains each assistant turn's
+/// content, its end-of-turn token and the separator the template writes after it — the tokens
+/// TRL 1.16 trains with its own patched training templates (tests/fixtures/make_eot_masks.py:
+/// `<|im_end|>\n` for ChatML, `<end_of_turn>\n` for Gemma, `<|end|>\n` for Phi-3, `<|eot_id|>`
+/// for Llama 3, which writes no separator; the EOS Phi-3's template appends after the last turn
+/// with it). TRL's Qwen2.5 patch also trains the newline that ends the `<|im_start|>assistant`
+/// header, which sft-eval leaves to the prompt (it is what `add_generation_prompt` writes).
+/// Every other token is trained by both or by neither.
+#[test]
+fn messages_train_the_end_of_turn_and_its_separator_as_trls_patched_templates_do() {
+    let fx: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("eot/masks.json")).unwrap())
+            .unwrap();
+    let dir = fixtures().join("models/llama-t5-sharded");
+    let tok = sft_eval::model::Tokenizer::from_dir(&dir).unwrap();
+    let mut separators = 0;
+    for case in fx["cases"].as_array().unwrap() {
+        let name = case["template"].as_str().unwrap();
+        let path = fixtures().join("templates").join(name);
+        let template = sft_eval::model::ChatTemplate::new(
+            std::fs::read_to_string(&path).unwrap(),
+            tok.bos_token().map(str::to_string),
+            tok.eos_token().map(str::to_string),
+            path,
+        )
+        .unwrap();
+        let messages: Vec<sft_eval::model::Message> = case["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                sft_eval::model::Message::new(
+                    m["role"].as_str().unwrap(),
+                    m["content"].as_str().unwrap(),
+                )
+            })
+            .collect();
+        let enc = Encoder {
+            tokenizer: &tok,
+            template: Some(&template),
+            max_length: 4096,
+            policy: TemplatePolicy::Auto,
+        };
+        let sample = sft_eval::data::Sample {
+            line: 1,
+            record: sft_eval::data::Record::Messages(messages),
+            task: None,
+        };
+        let (ids, ours) = enc.encode(&sample).unwrap();
+        assert_eq!(
+            ids,
+            crate::common::ids(&case["input_ids"]),
+            "{name}: token ids"
+        );
+        let trl: Vec<bool> = case["assistant_masks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m.as_i64().unwrap() == 1)
+            .collect();
+        let text = |i: usize| tok.decode(&ids[i..=i], false).unwrap();
+        for i in 0..ids.len() {
+            // a newline right after an assistant turn's end-of-turn marker: the separator
+            let before = tok.decode(&ids[..i], false).unwrap();
+            if i > 0
+                && trl[i - 1]
+                && text(i).starts_with('\n')
+                && ["<|im_end|>", "<end_of_turn>", "<|end|>"]
+                    .iter()
+                    .any(|m| before.ends_with(m))
+            {
+                separators += 1;
+                assert!(
+                    ours[i] && trl[i],
+                    "{name}: separator at {i}: ours {} TRL {}",
+                    ours[i],
+                    trl[i]
+                );
+            }
+            if ours[i] == trl[i] {
+                continue;
+            }
+            let header_newline = name == "qwen2.5.jinja"
+                && text(i) == "\n"
+                && tok
+                    .decode(&ids[i.saturating_sub(3)..i], false)
+                    .unwrap()
+                    .ends_with("<|im_start|>assistant");
+            assert!(
+                !ours[i] && header_newline,
+                "{name}: token {i} {:?}: ours {} TRL {}",
+                text(i),
+                ours[i],
+                trl[i]
+            );
+        }
+    }
+    assert!(separators >= 9, "{separators} separators checked");
 }
