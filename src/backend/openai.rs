@@ -46,6 +46,27 @@ pub struct OpenAiOptions {
     pub backoff: Duration,
     /// per-request timeout
     pub timeout: Duration,
+    /// PEM file of the certificate authorities to trust for an `https://` URL instead of the
+    /// bundled web PKI roots (a private or self-signed server)
+    pub ca_cert: Option<PathBuf>,
+    /// sent as `Authorization: Bearer …`; never logged, cached or written to results
+    pub api_key: Option<ApiKey>,
+}
+
+/// An API key: kept out of `Debug` output, messages, fingerprints and results.
+#[derive(Clone)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    pub fn new(key: String) -> ApiKey {
+        ApiKey(key)
+    }
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
 }
 
 impl OpenAiOptions {
@@ -58,7 +79,21 @@ impl OpenAiOptions {
             max_retries: 6,
             backoff: Duration::from_millis(500),
             timeout: Duration::from_secs(300),
+            ca_cert: None,
+            api_key: None,
         }
+    }
+}
+
+/// Whether a request failed in TLS (an untrusted or invalid certificate, a handshake the server
+/// refused): retrying cannot help.
+fn is_tls_error(e: &ureq::Error) -> bool {
+    match e {
+        ureq::Error::Rustls(_) | ureq::Error::Tls(_) | ureq::Error::Pem(_) => true,
+        ureq::Error::Io(io) => io
+            .get_ref()
+            .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some()),
+        _ => false,
     }
 }
 
@@ -76,15 +111,40 @@ impl OpenAiBackend {
     /// Check that the server answers and serves `opts.model` (`GET /models`), and load the
     /// tokenizer folder if one was given.
     pub fn connect(opts: OpenAiOptions) -> Result<OpenAiBackend, BackendError> {
-        if !opts.base_url.starts_with("http://") {
+        let https = opts.base_url.starts_with("https://");
+        if !https && !opts.base_url.starts_with("http://") {
             return Err(BackendError::Unsupported(format!(
-                "--base-url {}: only http:// URLs are supported (this build has no TLS); put an http endpoint or a local proxy in front of the server",
+                "--base-url {}: the URL must start with http:// or https://",
                 opts.base_url
             )));
+        }
+        let mut tls = ureq::tls::TlsConfig::builder().provider(ureq::tls::TlsProvider::Rustls);
+        if let Some(path) = &opts.ca_cert {
+            let bad = |reason: String| {
+                BackendError::Model(crate::model::ModelError::Invalid(format!(
+                    "--ca-cert {}: {reason}",
+                    path.display()
+                )))
+            };
+            let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+            let certs = ureq::tls::parse_pem(&pem)
+                .filter_map(|item| match item {
+                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(Ok(c)),
+                    Ok(_) => None,
+                    Err(e) => Some(Err(e)),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| bad(format!("not a PEM file: {e}")))?;
+            if certs.is_empty() {
+                return Err(bad("holds no PEM certificate".into()));
+            }
+            tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
         }
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(opts.timeout))
             .http_status_as_error(false)
+            .https_only(https)
+            .tls_config(tls.build())
             .build()
             .into();
         let (tokenizer, chat_template, tok_fp) = match &opts.tokenizer_dir {
@@ -164,9 +224,19 @@ impl OpenAiBackend {
     fn request(&self, url: &str, body: Option<&Value>) -> Result<Value, BackendError> {
         let mut attempt = 0u32;
         loop {
-            let res = match body {
-                Some(b) => self.agent.post(url).send_json(b),
-                None => self.agent.get(url).call(),
+            let res = match (body, &self.opts.api_key) {
+                (Some(b), Some(k)) => self
+                    .agent
+                    .post(url)
+                    .header("Authorization", format!("Bearer {}", k.0))
+                    .send_json(b),
+                (Some(b), None) => self.agent.post(url).send_json(b),
+                (None, Some(k)) => self
+                    .agent
+                    .get(url)
+                    .header("Authorization", format!("Bearer {}", k.0))
+                    .call(),
+                (None, None) => self.agent.get(url).call(),
             };
             let retry = match res {
                 Ok(mut resp) => {
@@ -186,6 +256,15 @@ impl OpenAiBackend {
                     } else {
                         return Err(err);
                     }
+                }
+                // a certificate the client does not trust is not a passing fault: no retry
+                Err(e) if is_tls_error(&e) => {
+                    return Err(BackendError::Unreachable {
+                        url: url.to_string(),
+                        reason: format!(
+                            "TLS: {e} (a private or self-signed server needs --ca-cert FILE with its CA certificate)"
+                        ),
+                    })
                 }
                 Err(e) => BackendError::Unreachable {
                     url: url.to_string(),

@@ -31,8 +31,14 @@ type Script = dyn Fn(usize, &Value) -> Option<(u16, String)> + Send + Sync;
 struct FakeServer {
     url: String,
     completions: Arc<AtomicUsize>,
+    /// every `Authorization` header the server received
+    authorizations: Arc<std::sync::Mutex<Vec<String>>>,
     handle: Option<std::thread::JoinHandle<()>>,
 }
+
+/// A connection the fake serves: plain TCP or TLS over it.
+trait Conn: Read + Write {}
+impl<T: Read + Write> Conn for T {}
 
 impl FakeServer {
     fn start(script: Box<Script>) -> FakeServer {
@@ -40,15 +46,31 @@ impl FakeServer {
     }
 
     fn start_on(listener: TcpListener, script: Box<Script>) -> FakeServer {
+        Self::start_with(listener, None, script)
+    }
+
+    /// Serve https with `tls` (a certificate made by the test).
+    fn start_tls(tls: Arc<rustls::ServerConfig>, script: Box<Script>) -> FakeServer {
+        Self::start_with(TcpListener::bind("127.0.0.1:0").unwrap(), Some(tls), script)
+    }
+
+    fn start_with(
+        listener: TcpListener,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        script: Box<Script>,
+    ) -> FakeServer {
         let port = listener.local_addr().unwrap().port();
         let completions = Arc::new(AtomicUsize::new(0));
         let count = completions.clone();
+        let authorizations = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = authorizations.clone();
+        let scheme = if tls.is_some() { "https" } else { "http" };
         listener.set_nonblocking(true).unwrap();
         let handle = std::thread::spawn(move || {
             // bounded: the fake stops by itself after 60 s
             let t0 = Instant::now();
             while t0.elapsed() < Duration::from_secs(60) {
-                let mut stream = match listener.accept() {
+                let stream = match listener.accept() {
                     Ok((s, _)) => s,
                     Err(_) => {
                         std::thread::sleep(Duration::from_millis(2));
@@ -56,9 +78,20 @@ impl FakeServer {
                     }
                 };
                 stream.set_nonblocking(false).unwrap();
-                let Some((path, body)) = read_request(&mut stream) else {
+                let mut stream: Box<dyn Conn> = match &tls {
+                    Some(cfg) => {
+                        let conn = rustls::ServerConnection::new(cfg.clone()).unwrap();
+                        stream
+                            .set_read_timeout(Some(Duration::from_secs(5)))
+                            .unwrap();
+                        Box::new(rustls::StreamOwned::new(conn, stream))
+                    }
+                    None => Box::new(stream),
+                };
+                let Some((path, body, auth)) = read_request(&mut stream) else {
                     continue;
                 };
+                seen.lock().unwrap().extend(auth);
                 let (status, text) = if path.ends_with("/models") {
                     (200, json!({"object": "list", "data": [{"id": "fake", "object": "model", "created": t0.elapsed().as_nanos() as u64}]}).to_string())
                 } else if path.ends_with("/completions") {
@@ -78,11 +111,13 @@ impl FakeServer {
                     "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
                     text.len()
                 );
+                let _ = stream.flush();
             }
         });
         FakeServer {
-            url: format!("http://127.0.0.1:{port}/v1"),
+            url: format!("{scheme}://127.0.0.1:{port}/v1"),
             completions,
+            authorizations,
             handle: Some(handle),
         }
     }
@@ -98,12 +133,14 @@ impl FakeServer {
     }
 }
 
-fn read_request(stream: &mut TcpStream) -> Option<(String, Value)> {
+/// The request's path, JSON body and `Authorization` header, if any.
+fn read_request(stream: &mut impl Read) -> Option<(String, Value, Option<String>)> {
     let mut r = BufReader::new(stream);
     let mut line = String::new();
     r.read_line(&mut line).ok()?;
     let path = line.split_whitespace().nth(1)?.to_string();
     let mut len = 0;
+    let mut auth = None;
     loop {
         let mut h = String::new();
         r.read_line(&mut h).ok()?;
@@ -113,10 +150,17 @@ fn read_request(stream: &mut TcpStream) -> Option<(String, Value)> {
         if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
             len = v.trim().parse().ok()?;
         }
+        if h.to_ascii_lowercase().starts_with("authorization:") {
+            auth = Some(h["authorization:".len()..].trim().to_string());
+        }
     }
     let mut body = vec![0; len];
     r.read_exact(&mut body).ok()?;
-    Some((path, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+    Some((
+        path,
+        serde_json::from_slice(&body).unwrap_or(Value::Null),
+        auth,
+    ))
 }
 
 /// A well-formed answer: with `echo`, every character of the prompt is a token of log-prob −1
@@ -615,4 +659,159 @@ fn served_f32_gguf_agrees_with_the_local_backend() {
         "served vs local: {n} greedy outputs agree ({same} byte-identical; {budget} reached the token budget, compared up to it)",
         n = g.items.len()
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// TLS and API keys: a loopback https server with a certificate made here (a private CA).
+
+/// A CA certificate (PEM) and a server config whose certificate for `127.0.0.1`/`localhost`
+/// that CA signed.
+fn private_ca() -> (String, Arc<rustls::ServerConfig>) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    };
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "sft-eval test CA");
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let mut leaf_params =
+        CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    leaf_params
+        .distinguished_name
+        .push(DnType::CommonName, "127.0.0.1");
+    let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
+    // ring, as ureq's client uses (the test server needs no post-quantum key exchange)
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+        )
+        .unwrap();
+    (ca_cert.pem(), Arc::new(cfg))
+}
+
+/// `https://` with `--ca-cert` and `--api-key-env`: the server gets the key on every request and
+/// the scores come back; the key is nowhere in what sft-eval prints or writes. Without the CA
+/// the certificate is refused at once (no retries), and an unset key variable is named.
+#[test]
+fn https_with_a_private_ca_and_an_api_key_that_is_never_written() {
+    let tmp = tempdir();
+    let (ca_pem, tls) = private_ca();
+    let ca = tmp.path().join("ca.pem");
+    std::fs::write(&ca, &ca_pem).unwrap();
+    let fake = FakeServer::start_tls(tls.clone(), Box::new(|_, b| Some(good(b))));
+    let key = "sk-test-5f2a9c1e7b";
+    let suites = Path::new(env!("CARGO_MANIFEST_DIR")).join("suites");
+    let eval = |extra: &[&str], env: &[(&str, &str)]| {
+        let mut c = sft_eval_command();
+        c.current_dir(tmp.path())
+            .args([
+                "eval",
+                "--backend",
+                "openai",
+                "--model",
+                "fake",
+                "--base-url",
+                &fake.url,
+            ])
+            .args(["--suites", "qa", "--limit", "2", "-o", "r.json"])
+            .arg("--suites-dir")
+            .arg(&suites)
+            .arg("--cache-dir")
+            .arg(tmp.path().join("cache"))
+            .args(extra);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    let ca_arg = ca.to_str().unwrap();
+    let out = eval(
+        &["--ca-cert", ca_arg, "--api-key-env", "SFT_EVAL_TEST_KEY"],
+        &[("SFT_EVAL_TEST_KEY", key)],
+    );
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    let auth = fake.authorizations.lock().unwrap().clone();
+    assert!(auth.len() >= 3, "{auth:?}");
+    assert!(
+        auth.iter().all(|a| a == &format!("Bearer {key}")),
+        "{auth:?}"
+    );
+    // the key is in no output and no file sft-eval wrote
+    assert!(!stdout.contains(key) && !stderr.contains(key));
+    let mut files = vec![tmp.path().join("r.json")];
+    for e in walk(&tmp.path().join("cache")) {
+        files.push(e);
+    }
+    for f in &files {
+        let text = String::from_utf8_lossy(&std::fs::read(f).unwrap()).into_owned();
+        assert!(!text.contains(key), "{} holds the API key", f.display());
+    }
+    let r: Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("r.json")).unwrap()).unwrap();
+    assert_eq!(r["suites"][0]["n"], 2);
+
+    // without the private CA: refused at once, saying how to trust it
+    let t0 = Instant::now();
+    let out = eval(&["--no-cache"], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("TLS") && stderr.contains("--ca-cert"),
+        "{stderr}"
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(20),
+        "retried a certificate error"
+    );
+
+    // an API key variable that is not set is named
+    let out = eval(
+        &[
+            "--ca-cert",
+            ca_arg,
+            "--api-key-env",
+            "SFT_EVAL_TEST_UNSET_KEY",
+            "--no-cache",
+        ],
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("SFT_EVAL_TEST_UNSET_KEY") && stderr.contains("not set"),
+        "{stderr}"
+    );
+    drop(fake);
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
 }

@@ -113,9 +113,18 @@ pub struct BackendArgs {
 /// How to reach an OpenAI-compatible server.
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
-    /// The server's API root, e.g. `http://localhost:8000/v1` (http only).
+    /// The server's API root, e.g. `http://localhost:8000/v1` or `https://host/v1` (TLS by
+    /// rustls, trusting the bundled web PKI roots unless --ca-cert is given).
     #[arg(long, value_name = "URL")]
     pub base_url: Option<String>,
+    /// PEM file of the certificate authorities to trust for an https:// server (a private CA or
+    /// a self-signed certificate), instead of the web PKI roots.
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+    /// Name of an environment variable holding the server's API key, sent as
+    /// `Authorization: Bearer …` (the key itself is never logged, cached or written to results).
+    #[arg(long, value_name = "NAME")]
+    pub api_key_env: Option<String>,
     /// A folder with the served model's tokenizer.json (and chat template): counts prompt
     /// tokens against the context and renders chat templates for `chat = "auto"` suites.
     /// Required for a GGUF model file, whose tokenizer it is.
@@ -149,6 +158,20 @@ impl ServerArgs {
         o.max_retries = self.max_retries;
         o.backoff = std::time::Duration::from_millis(self.retry_backoff_ms);
         o.timeout = std::time::Duration::from_secs(self.request_timeout.max(1));
+        o.ca_cert = self.ca_cert.clone();
+        if let Some(name) = &self.api_key_env {
+            let key = std::env::var(name).map_err(|_| {
+                Error::Usage(format!(
+                    "--api-key-env {name}: the environment variable `{name}` is not set (or not UTF-8)"
+                ))
+            })?;
+            if key.trim().is_empty() {
+                return Err(Error::Usage(format!(
+                    "--api-key-env {name}: the environment variable `{name}` is empty"
+                )));
+            }
+            o.api_key = Some(crate::backend::openai::ApiKey::new(key));
+        }
         Ok(OpenAiBackend::connect(o)?)
     }
 }

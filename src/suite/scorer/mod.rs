@@ -277,7 +277,7 @@ mod tests {
             let back: ScorerKind = serde_json::from_str(&name).unwrap();
             assert_eq!(scorer(back).kind(), *k);
         }
-        assert_eq!(kinds.len(), 10);
+        assert_eq!(kinds.len(), 11);
     }
 
     #[test]
