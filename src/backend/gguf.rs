@@ -279,17 +279,31 @@ fn convert<R: std::io::Read + std::io::Seek>(
     let mut names: Vec<&String> = content.tensor_infos.keys().collect();
     names.sort();
     for name in names {
-        // a shape whose element count overflows is refused before anything is sized by it
-        let dims = content.tensor_infos[name].shape.dims();
-        if dims
+        // A shape whose element or byte count overflows, or that holds no element, is refused
+        // before candle's reader sizes anything by it (it multiplies unchecked, and builds a
+        // slice from a dangling pointer for an empty tensor; both found by fuzzing).
+        let info = &content.tensor_infos[name];
+        let dims = info.shape.dims();
+        let bytes = dims
             .iter()
             .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-            .is_none()
-        {
-            return Err(invalid(
-                path,
-                format!("tensor `{name}`: shape {dims:?} is too large"),
-            ));
+            .and_then(|n| {
+                (n / info.ggml_dtype.block_size()).checked_mul(info.ggml_dtype.type_size())
+            });
+        match bytes {
+            None => {
+                return Err(invalid(
+                    path,
+                    format!("tensor `{name}`: shape {dims:?} is too large"),
+                ))
+            }
+            Some(0) => {
+                return Err(invalid(
+                    path,
+                    format!("tensor `{name}`: shape {dims:?} holds no element"),
+                ))
+            }
+            Some(_) => {}
         }
         let q = content
             .tensor(reader, name, &device)
