@@ -253,6 +253,17 @@ fn a_changed_task_a_missing_or_changed_item_or_a_corpus_metric_is_an_error() {
     assert!(e.contains("--log_samples"), "{e}");
 }
 
+/// sft-eval's own results stay sft-eval's results whatever their file is called.
+#[test]
+fn an_sft_eval_results_file_named_like_lm_evals_is_read_as_sft_evals() {
+    let cx = TestContext::new();
+    let r = sft_eval::gate::read_results(&lmeval("base")).unwrap();
+    let p = cx.write("results_base.json", &r.to_json());
+    assert!(sft_eval::suite::external::detect(&p).is_none());
+    let back = sft_eval::gate::read_results(&p).unwrap();
+    assert_eq!(back, r);
+}
+
 #[test]
 fn inspect_logs_pair_by_sample_and_epoch_clustered_by_sample() {
     let base = sft_eval::gate::read_results(&runs().join("inspect/base.json")).unwrap();

@@ -16,13 +16,23 @@ use crate::suite::runner::{ItemResult, Origin};
 use crate::suite::scorer::Direction;
 use crate::suite::SuiteError;
 
-/// Whether a `.json` file starts like an inspect eval log (`{"version": 2, "status": …`).
-pub fn looks_like_log(path: &Path) -> bool {
+/// The first bytes of a file, as text.
+fn head(path: &Path) -> String {
     let mut head = [0u8; 512];
     let n = std::fs::File::open(path)
         .and_then(|mut f| f.read(&mut head))
         .unwrap_or(0);
-    let head = String::from_utf8_lossy(&head[..n]);
+    String::from_utf8_lossy(&head[..n]).into_owned()
+}
+
+/// Whether a file starts like sft-eval's own results (`{"schema_version": …`).
+pub fn is_sft_eval_results(path: &Path) -> bool {
+    head(path).contains("\"schema_version\"")
+}
+
+/// Whether a `.json` file starts like an inspect eval log (`{"version": 2, "status": …`).
+pub fn looks_like_log(path: &Path) -> bool {
+    let head = head(path);
     head.trim_start().starts_with('{')
         && head.contains("\"version\"")
         && head.contains("\"status\"")

@@ -50,7 +50,9 @@ pub fn detect(arg: &Path) -> Option<(Harness, PathBuf)> {
             .then(|| (Harness::LmEval, arg.to_path_buf()));
     }
     let name = arg.file_name()?.to_string_lossy();
-    if name.starts_with("results_") && name.ends_with(".json") {
+    // (an sft-eval results file may be named results_*.json too: it starts with its schema)
+    if name.starts_with("results_") && name.ends_with(".json") && !inspect::is_sft_eval_results(arg)
+    {
         return Some((Harness::LmEval, arg.to_path_buf()));
     }
     if name.ends_with(".eval") {
