@@ -15,7 +15,8 @@
 //! - text: `<bos> text <eos>`, every token a target.
 //!
 //! Sequences longer than `max_length` keep their start; examples left without a target are
-//! dropped and counted.
+//! dropped and counted (with packing they are packed all the same, as TRL packs them: they take
+//! room in a row and add no loss).
 
 use std::ops::Range;
 
@@ -65,6 +66,18 @@ pub struct Encoded {
 
 impl Encoder<'_> {
     pub fn encode_all(&self, samples: &[Sample], replay: bool) -> Result<Encoded, TrainError> {
+        self.encode_all_with(samples, replay, false)
+    }
+
+    /// As [`encode_all`](Self::encode_all); with `keep_untargeted`, an example left without a
+    /// target is kept (and still listed in `dropped`): packing places it as TRL does, where it
+    /// takes room in a row but adds no loss.
+    pub fn encode_all_with(
+        &self,
+        samples: &[Sample],
+        replay: bool,
+        keep_untargeted: bool,
+    ) -> Result<Encoded, TrainError> {
         let mut out = Encoded::default();
         for s in samples {
             let (mut ids, mut sup) = self.encode(s)?;
@@ -83,6 +96,9 @@ impl Encoder<'_> {
             };
             if ex.n_supervised() == 0 {
                 out.dropped.push(s.line);
+                if keep_untargeted {
+                    out.examples.push(ex);
+                }
             } else {
                 out.examples.push(ex);
             }

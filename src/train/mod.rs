@@ -176,7 +176,8 @@ fn load_data(cfg: &TrainConfig, model: &Model) -> Result<Data, TrainError> {
         policy: cfg.chat_template,
     };
     let samples = read_jsonl(&cfg.data)?;
-    let mut encoded = enc.encode_all(&samples, false)?;
+    // packing places examples without a target too, as TRL does (same rows, same batches)
+    let mut encoded = enc.encode_all_with(&samples, false, cfg.packing)?;
     let (dropped, truncated) = (encoded.dropped.len(), encoded.truncated.len());
     let mut eval = Vec::new();
     if let Some(e) = &cfg.eval {
@@ -231,7 +232,7 @@ fn load_data(cfg: &TrainConfig, model: &Model) -> Result<Data, TrainError> {
         }
         None => Vec::new(),
     };
-    if train.is_empty() {
+    if train.iter().all(|e| e.n_supervised() == 0) {
         return Err(TrainError::Data(format!(
             "{}: no example has a trainable token within max_length {} ({dropped} dropped)",
             cfg.data.display(),
@@ -461,9 +462,11 @@ impl<'o> Run<'o> {
         }
         let data = load_data(&cfg, &model)?;
         observer.note(&format!(
-            "{} training examples ({} dropped with no trainable token, {} truncated), {} replay, {} eval",
+            "{} training {} ({} {} with no trainable token, {} truncated), {} replay, {} eval",
             data.train.len(),
+            if cfg.packing { "rows" } else { "examples" },
             data.dropped,
+            if cfg.packing { "packed" } else { "dropped" },
             data.truncated,
             data.replay.len(),
             data.eval.len()

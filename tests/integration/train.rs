@@ -73,7 +73,7 @@ fn encoded(cfg: &TrainConfig) -> Vec<Example> {
         policy: TemplatePolicy::Auto,
     };
     let ex = enc
-        .encode_all(&read_jsonl(&cfg.data).unwrap(), false)
+        .encode_all_with(&read_jsonl(&cfg.data).unwrap(), false, cfg.packing)
         .unwrap()
         .examples;
     if cfg.packing {
@@ -152,6 +152,14 @@ fn trl_chat_assistant_only() {
 fn trl_chat_prompt_completion() {
     assert_same_examples("chat_prompt_completion");
     assert_same_losses("chat_prompt_completion");
+}
+
+/// The same data packed (BFD, padding-free): examples whose completion `max_length` cut away
+/// are packed too, as TRL packs them, so rows, batches and losses are TRL's.
+#[test]
+fn trl_chat_prompt_completion_packed() {
+    assert_same_examples("chat_prompt_completion_packed");
+    assert_same_losses("chat_prompt_completion_packed");
 }
 
 #[test]
