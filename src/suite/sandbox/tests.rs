@@ -294,7 +294,11 @@ fn writes_outside_the_workdir_are_blocked() {
             .iter()
             .any(|m| outside.path().starts_with(m))
             || std::env::var_os("HOME").is_some_and(|h| outside.path().starts_with(h));
-        let want = if masked { "blocked ENOENT" } else { "blocked EROFS" };
+        let want = if masked {
+            "blocked ENOENT"
+        } else {
+            "blocked EROFS"
+        };
         assert_eq!(out.stdout.trim(), want);
         assert!(!target.exists());
     } else {
