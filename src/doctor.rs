@@ -100,27 +100,7 @@ pub fn report(sandbox_probe: bool) -> Vec<Line> {
             "print('ok')\n",
             &crate::suite::sandbox::Limits::default(),
         ) {
-            Ok(o) => {
-                let i = &o.isolation;
-                let mut layers = vec![];
-                if i.namespaces {
-                    layers.push("PID/network/IPC/user namespaces");
-                }
-                if i.private_mounts {
-                    layers.push("private mounts");
-                }
-                if i.seccomp {
-                    layers.push("seccomp");
-                }
-                if let Some(c) = i.cgroup {
-                    layers.push(c);
-                }
-                let mut s = layers.join(", ");
-                if let Some(n) = &o.isolation_note {
-                    s.push_str(&format!(" ({n})"));
-                }
-                s
-            }
+            Ok(o) => o.isolation_summary(),
             Err(e) => format!("unavailable: {e}"),
         };
         out.push(("code sandbox".into(), line));

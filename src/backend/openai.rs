@@ -224,19 +224,26 @@ impl OpenAiBackend {
     fn request(&self, url: &str, body: Option<&Value>) -> Result<Value, BackendError> {
         let mut attempt = 0u32;
         loop {
-            let res = match (body, &self.opts.api_key) {
-                (Some(b), Some(k)) => self
-                    .agent
-                    .post(url)
-                    .header("Authorization", format!("Bearer {}", k.0))
-                    .send_json(b),
-                (Some(b), None) => self.agent.post(url).send_json(b),
-                (None, Some(k)) => self
-                    .agent
-                    .get(url)
-                    .header("Authorization", format!("Bearer {}", k.0))
-                    .call(),
-                (None, None) => self.agent.get(url).call(),
+            let auth = self
+                .opts
+                .api_key
+                .as_ref()
+                .map(|k| format!("Bearer {}", k.0));
+            let res = match body {
+                Some(b) => {
+                    let mut req = self.agent.post(url);
+                    if let Some(a) = &auth {
+                        req = req.header("Authorization", a);
+                    }
+                    req.send_json(b)
+                }
+                None => {
+                    let mut req = self.agent.get(url);
+                    if let Some(a) = &auth {
+                        req = req.header("Authorization", a);
+                    }
+                    req.call()
+                }
             };
             let retry = match res {
                 Ok(mut resp) => {

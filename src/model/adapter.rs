@@ -34,6 +34,7 @@ pub fn is_adapter(dir: &Path) -> bool {
 pub struct AdapterSpec {
     pub dir: PathBuf,
     pub base: PathBuf,
+    pub config: LoraConfig,
 }
 
 /// The adapter of `dir` and its base, when `dir` is an adapter folder: the base is `base`
@@ -72,7 +73,40 @@ pub fn resolve(dir: &Path, base: Option<&Path>) -> Result<Option<AdapterSpec>, M
     Ok(Some(AdapterSpec {
         dir: dir.to_path_buf(),
         base,
+        config,
     }))
+}
+
+/// Where a model folder's parts come from.
+pub struct Sources {
+    /// the folder with config.json and the weights: `dir`, or an adapter's base
+    pub weights: PathBuf,
+    /// the folder with the tokenizer and chat template: an adapter folder when it has a
+    /// `tokenizer.json` (as trainers save them), else `weights`
+    pub tokenizer: PathBuf,
+    /// the adapter to merge, when `dir` is an adapter folder
+    pub adapter: Option<Adapter>,
+}
+
+/// The sources of model folder `dir` (an adapter folder's base is `base`, else its config's).
+pub fn sources(dir: &Path, base: Option<&Path>) -> Result<Sources, ModelError> {
+    let Some(spec) = resolve(dir, base)? else {
+        return Ok(Sources {
+            weights: dir.to_path_buf(),
+            tokenizer: dir.to_path_buf(),
+            adapter: None,
+        });
+    };
+    let tokenizer = if dir.join("tokenizer.json").is_file() {
+        dir.to_path_buf()
+    } else {
+        spec.base.clone()
+    };
+    Ok(Sources {
+        weights: spec.base.clone(),
+        tokenizer,
+        adapter: Some(Adapter::open(&spec)?),
+    })
 }
 
 /// The modules a LoRA config targets.
@@ -377,6 +411,8 @@ struct Change {
 /// A loaded adapter: its tensors, and the change each base tensor gets.
 pub struct Adapter {
     pub dir: PathBuf,
+    /// the base checkpoint it applies to
+    pub base: PathBuf,
     path: PathBuf,
     tensors: std::collections::HashMap<String, Tensor>,
     /// base tensor name (as PEFT names it) → change
@@ -387,7 +423,7 @@ pub struct Adapter {
 impl Adapter {
     /// Read the adapter of `spec` and work out which base tensor each of its tensors changes.
     pub fn open(spec: &AdapterSpec) -> Result<Adapter, ModelError> {
-        let config = LoraConfig::read(&spec.dir.join(ADAPTER_CONFIG))?;
+        let config = &spec.config;
         let path = spec.dir.join(ADAPTER_WEIGHTS);
         let tensors = candle_core::safetensors::load(&path, &Device::Cpu).map_err(|e| {
             ModelError::CorruptWeights {
@@ -475,6 +511,7 @@ impl Adapter {
         }
         Ok(Adapter {
             dir: spec.dir.clone(),
+            base: spec.base.clone(),
             path,
             tensors,
             changes,
@@ -565,14 +602,17 @@ impl Adapter {
         Ok(w)
     }
 
-    /// Base tensors the adapter changes that the model never loaded (a tied head, another
-    /// architecture's names): merging would silently drop them, so the caller refuses.
-    pub fn unapplied(&self) -> Vec<String> {
-        self.changes
-            .keys()
-            .filter(|k| !self.applied.contains(*k))
-            .cloned()
-            .collect()
+    /// After the model is built: an error when the adapter changes a base tensor the model
+    /// never loaded (a tied head, another architecture's names), which merging would drop.
+    pub fn check_all_applied(&self) -> Result<(), ModelError> {
+        match self.changes.keys().find(|k| !self.applied.contains(*k)) {
+            None => Ok(()),
+            Some(first) => Err(ModelError::Invalid(format!(
+                "{}: the adapter changes `{first}`, which the base model {} does not load (a tied output head, or an adapter made for another model); nothing was merged",
+                self.path.display(),
+                self.base.display()
+            ))),
+        }
     }
 
     /// The adapter weights file, for messages.

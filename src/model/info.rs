@@ -66,41 +66,21 @@ pub struct AdapterInfo {
 /// one its config names): the adapter's tensors are read and matched to the base's, the base's
 /// only by their headers.
 pub fn inspect(dir: &Path, base: Option<&Path>) -> Result<ModelInfo, ModelError> {
-    let spec = super::adapter::resolve(dir, base)?;
-    let adapter = spec
-        .as_ref()
-        .map(super::adapter::Adapter::open)
-        .transpose()?;
-    let adapter_base = spec.as_ref().map(|s| s.base.clone());
-    let tok_dir = dir;
-    let dir = match &spec {
-        Some(s) => s.base.as_path(),
-        None => dir,
-    };
-    let tok_dir = if tok_dir.join("tokenizer.json").is_file() {
-        tok_dir
-    } else {
-        dir
-    };
+    let src = super::adapter::sources(dir, base)?;
+    let (dir, tok_dir) = (src.weights.as_path(), src.tokenizer.as_path());
     let (arch, _raw, cfg) = read_config(dir)?;
     let tokenizer = Tokenizer::from_dir(tok_dir)?;
     let template = ChatTemplate::from_dir(tok_dir)?;
     let generation = read_generation_config(dir, &cfg)?;
     let files = WeightFiles::open(dir)?;
     let dtype = super::majority_dtype(&files);
-    let mut params = Params::shapes_only(files).with_adapter(adapter);
+    let mut params = Params::shapes_only(files).with_adapter(src.adapter);
     Decoder::load(&cfg, arch.layout, &mut params)?;
     let adapter = match params.adapter() {
         Some(a) => {
-            if let Some(first) = a.unapplied().first() {
-                return Err(ModelError::Invalid(format!(
-                    "{}: the adapter changes `{first}`, which the base model {} does not load (a tied output head, or an adapter made for another model)",
-                    a.path().display(),
-                    dir.display()
-                )));
-            }
+            a.check_all_applied()?;
             Some(AdapterInfo {
-                base: adapter_base.unwrap_or_default().display().to_string(),
+                base: a.base.display().to_string(),
                 changed_tensors: a.num_changed(),
                 num_parameters: a.num_parameters(),
             })

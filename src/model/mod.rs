@@ -96,13 +96,8 @@ impl Model {
     /// [`adapter`]): the tokenizer and chat template come from the adapter folder when it has a
     /// `tokenizer.json` (as trainers save them), else from the base.
     pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Model, ModelError> {
-        let spec = adapter::resolve(dir, opts.base.as_deref())?;
-        let (base, tok_dir) = match &spec {
-            Some(s) if dir.join("tokenizer.json").is_file() => (s.base.as_path(), dir),
-            Some(s) => (s.base.as_path(), s.base.as_path()),
-            None => (dir, dir),
-        };
-        let adapter = spec.as_ref().map(adapter::Adapter::open).transpose()?;
+        let src = adapter::sources(dir, opts.base.as_deref())?;
+        let (base, tok_dir) = (src.weights.as_path(), src.tokenizer.as_path());
         let (arch, raw, cfg) = read_config(base)?;
         let tokenizer = Tokenizer::from_dir(tok_dir)?;
         let chat_template = ChatTemplate::from_dir(tok_dir)?;
@@ -111,16 +106,10 @@ impl Model {
         let stored_dtype = majority_dtype(&files);
         let mut params = Params::new(files, opts.device.clone(), opts.dtype, opts.trainable)
             .with_frozen(opts.frozen.clone())
-            .with_adapter(adapter);
+            .with_adapter(src.adapter);
         let decoder = Decoder::load(&cfg, arch.layout, &mut params)?;
         if let Some(a) = params.adapter() {
-            if let Some(first) = a.unapplied().first() {
-                return Err(ModelError::Invalid(format!(
-                    "{}: the adapter changes `{first}`, which the base model {} does not load (a tied output head, or an adapter made for another model); nothing was merged",
-                    a.path().display(),
-                    base.display()
-                )));
-            }
+            a.check_all_applied()?;
         }
         let unexpected = params.unexpected();
         if let Some(first) = unexpected.first() {

@@ -221,6 +221,11 @@ fn assistant_spans_by_prefix(
     line: usize,
 ) -> Result<(String, Vec<Range<usize>>), TrainError> {
     let full = template.render(messages, false)?;
+    let eos = template
+        .special_tokens()
+        .iter()
+        .find(|(n, _)| n == "eos_token")
+        .map(|(_, t)| t.as_str());
     let mut spans = Vec::new();
     for (i, m) in messages.iter().enumerate() {
         if m.role != "assistant" {
@@ -230,11 +235,6 @@ fn assistant_spans_by_prefix(
         let upto = template.render(&messages[..=i], false)?;
         // where this turn ends in the full rendering: all of `upto`, or all but an EOS the
         // template writes only after the last turn (which the full rendering then ends with)
-        let eos = template
-            .special_tokens()
-            .iter()
-            .find(|(n, _)| n == "eos_token")
-            .map(|(_, t)| t.as_str());
         let end = if full.starts_with(&upto) {
             Some(upto.len())
         } else {

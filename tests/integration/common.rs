@@ -98,15 +98,31 @@ pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
 }
 
-/// Copy a fixture folder so a test can break it.
-pub fn copy_fixture(variant: &str, to: &Path) -> PathBuf {
-    let dst = to.join(variant);
-    std::fs::create_dir_all(&dst).unwrap();
-    for e in std::fs::read_dir(model_dir(variant)).unwrap() {
+/// Copy the files of folder `src` into `dst` (created), returning `dst`.
+pub fn copy_dir(src: &Path, dst: &Path) -> PathBuf {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
         let e = e.unwrap();
         std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
     }
-    dst
+    dst.to_path_buf()
+}
+
+/// Copy a fixture folder so a test can break it.
+pub fn copy_fixture(variant: &str, to: &Path) -> PathBuf {
+    copy_dir(&model_dir(variant), &to.join(variant))
+}
+
+/// A multiple-choice suite spec asked as `Q: … A:` without a chat template.
+pub const MC_SPEC: &str = "name = \"mc\"\ncapability = \"qa\"\nversion = \"1\"\nscorer = \"mc_loglik\"\nmetric = \"acc\"\n[prompt]\ntemplate = \"Q: {{ input }}\\nA:\"\nchat = \"never\"\n";
+
+/// Write suite `suites/mc` ([`MC_SPEC`] with these JSONL items) in `cx` and return its folder.
+pub fn write_mc_suite(cx: &TestContext, items: &str) -> PathBuf {
+    cx.write("suites/mc/suite.toml", MC_SPEC);
+    cx.write("suites/mc/items.jsonl", items)
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// The lm-eval multiple-choice fixture items (`lmeval/mc_items.jsonl`) as a suite asked the

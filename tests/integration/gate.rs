@@ -7,16 +7,12 @@ use sft_eval::suite::results::EvalResults;
 
 use crate::common::*;
 
-const MC_SPEC: &str = "name = \"mc\"\ncapability = \"qa\"\nversion = \"1\"\nscorer = \"mc_loglik\"\nmetric = \"acc\"\n[prompt]\ntemplate = \"Q: {{ input }}\\nA:\"\nchat = \"never\"\n";
-
 /// A suite of 60 MC items (6 clusters) and a baseline of the llama fixture on it.
 fn setup(cx: &TestContext) -> (PathBuf, PathBuf) {
     let items: String = (0..60)
         .map(|i| format!("{}\n", serde_json::json!({"id": format!("q{i}"), "input": format!("What follows {i}?"), "choices": [format!("{}", i + 1), format!("{}", i + 7), "zero"], "gold": 0, "cluster": format!("c{}", i / 10)})))
         .collect();
-    cx.write("suites/mc/suite.toml", MC_SPEC);
-    cx.write("suites/mc/items.jsonl", &items);
-    let (suite, baseline) = (cx.join("suites/mc"), cx.join("baselines/llama.json"));
+    let (suite, baseline) = (write_mc_suite(cx, &items), cx.join("baselines/llama.json"));
     record(cx, &suite, &baseline);
     (suite, baseline)
 }
@@ -235,10 +231,9 @@ fn nothing_flipped_in_a_tiny_suite_is_not_a_pass() {
     let items: String = (0..5)
         .map(|i| format!("{}\n", serde_json::json!({"id": format!("q{i}"), "input": format!("What follows {i}?"), "choices": [format!("{}", i + 1), "zero"], "gold": 0})))
         .collect();
-    cx.write("suites/mc/suite.toml", MC_SPEC);
-    cx.write("suites/mc/items.jsonl", &items);
+    let suite = write_mc_suite(&cx, &items);
     let base = cx.join("five.json");
-    record(&cx, &cx.join("suites/mc"), &base);
+    record(&cx, &suite, &base);
     // identical results: 0 discordant pairs out of 5
     let r = gate(&cx, &base, &base, &[]).expect(1);
     assert!(r.stdout.contains("Inconclusive"), "{}", r.stdout);

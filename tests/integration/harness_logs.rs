@@ -31,12 +31,7 @@ fn copy_run(name: &str, to: &Path) -> (PathBuf, PathBuf) {
         .unwrap()
         .unwrap()
         .path();
-    let dst = to.join(name).join(src.file_name().unwrap());
-    std::fs::create_dir_all(&dst).unwrap();
-    for e in std::fs::read_dir(&src).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
-    }
+    let dst = copy_dir(&src, &to.join(name).join(src.file_name().unwrap()));
     (to.join(name), dst)
 }
 
@@ -202,39 +197,37 @@ fn a_changed_task_a_missing_or_changed_item_or_a_corpus_metric_is_an_error() {
     };
     let e = compare_err(&lmeval("base"), &lmeval("v2"));
     assert!(e.contains("version 1.0 in the base results and 2.0"), "{e}");
+    // a copy of the mistral run whose multiple-choice samples `edit` changed
+    let edited = |name: &str, edit: &dyn Fn(&mut Vec<serde_json::Value>)| {
+        let (run, dir) = copy_run("mistral", &cx.join(name));
+        let samples = file_starting(&dir, "samples_sft_eval_mc");
+        let mut lines: Vec<serde_json::Value> = std::fs::read_to_string(&samples)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        edit(&mut lines);
+        let out: String = lines.iter().map(|l| format!("{l}\n")).collect();
+        std::fs::write(&samples, out).unwrap();
+        run
+    };
     // one document left out of the fine-tune's samples
-    let (run, dir) = copy_run("mistral", &cx.join("missing"));
-    let samples = file_starting(&dir, "samples_sft_eval_mc");
-    let text = std::fs::read_to_string(&samples).unwrap();
-    let kept: Vec<&str> = text.lines().skip(1).collect();
-    std::fs::write(&samples, kept.join("\n") + "\n").unwrap();
+    let run = edited("missing", &|lines| {
+        lines.remove(0);
+    });
     let e = compare_err(&lmeval("base"), &run);
     assert!(e.contains("19 documents") && e.contains("counts 20"), "{e}");
     // a document that is not the same question (its doc_hash changed)
-    let (run, dir) = copy_run("mistral", &cx.join("changed"));
-    let samples = file_starting(&dir, "samples_sft_eval_mc");
-    let text = std::fs::read_to_string(&samples).unwrap();
-    let mut lines: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    lines[3]["doc_hash"] = serde_json::json!("0".repeat(64));
-    let out: String = lines.iter().map(|l| format!("{l}\n")).collect();
-    std::fs::write(&samples, out).unwrap();
+    let run = edited("changed", &|lines| {
+        lines[3]["doc_hash"] = serde_json::json!("0".repeat(64));
+    });
     let e = compare_err(&lmeval("base"), &run);
     assert!(e.contains("different document or prompt"), "{e}");
     // a per-item value that disagrees with the reported score: logs of another run
-    let (run, dir) = copy_run("mistral", &cx.join("other"));
-    let samples = file_starting(&dir, "samples_sft_eval_mc");
-    let text = std::fs::read_to_string(&samples).unwrap();
-    let mut lines: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let flipped = 1.0 - lines[0]["acc"].as_f64().unwrap();
-    lines[0]["acc"] = serde_json::json!(flipped);
-    let out: String = lines.iter().map(|l| format!("{l}\n")).collect();
-    std::fs::write(&samples, out).unwrap();
+    let run = edited("other", &|lines| {
+        let flipped = 1.0 - lines[0]["acc"].as_f64().unwrap();
+        lines[0]["acc"] = serde_json::json!(flipped);
+    });
     let e = compare_err(&lmeval("base"), &run);
     assert!(e.contains("samples are of another run"), "{e}");
     // a metric aggregated over the corpus cannot be paired per item

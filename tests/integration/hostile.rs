@@ -5,7 +5,6 @@ use std::path::Path;
 
 use crate::common::*;
 
-const MC_SPEC: &str = "name = \"mc\"\ncapability = \"qa\"\nversion = \"1\"\nscorer = \"mc_loglik\"\nmetric = \"acc\"\n[prompt]\ntemplate = \"Q: {{ input }}\\nA:\"\nchat = \"never\"\n";
 const MC_ITEM: &str = "{\"id\":\"a\",\"input\":\"2+2?\",\"choices\":[\"4\",\"5\"],\"gold\":0}\n";
 
 fn eval(cx: &TestContext, model: &Path, suite: &Path) -> Run {
@@ -29,9 +28,7 @@ fn edit_config(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
 #[test]
 fn a_config_that_does_not_match_its_weights_is_refused_before_allocating() {
     let cx = TestContext::new();
-    cx.write("suites/mc/suite.toml", MC_SPEC);
-    let suite = cx.write("suites/mc/items.jsonl", MC_ITEM);
-    let suite = suite.parent().unwrap().to_path_buf();
+    let suite = write_mc_suite(&cx, MC_ITEM);
     // a layer count no model has: refused by name, under a memory cap that allocating for it
     // would break (inspect, eval)
     let huge = copy_fixture("llama", &cx.join("huge"));
@@ -87,12 +84,7 @@ fn a_config_that_does_not_match_its_weights_is_refused_before_allocating() {
 #[test]
 fn non_finite_weights_are_an_error_never_a_score() {
     let cx = TestContext::new();
-    cx.write("suites/mc/suite.toml", MC_SPEC);
-    let suite = cx
-        .write("suites/mc/items.jsonl", MC_ITEM)
-        .parent()
-        .unwrap()
-        .to_path_buf();
+    let suite = write_mc_suite(&cx, MC_ITEM);
     let nan = copy_fixture("llama", &cx.join("nan"));
     let w = nan.join("model.safetensors");
     let mut tensors = candle_core::safetensors::load(&w, &candle_core::Device::Cpu).unwrap();
@@ -219,12 +211,7 @@ fn oversized_and_out_of_range_fields_are_named() {
 #[test]
 fn concurrent_evaluations_share_a_cache() {
     let cx = TestContext::new();
-    cx.write("suites/mc/suite.toml", MC_SPEC);
-    let suite = cx
-        .write("suites/mc/items.jsonl", MC_ITEM)
-        .parent()
-        .unwrap()
-        .to_path_buf();
+    let suite = write_mc_suite(&cx, MC_ITEM);
     let cache = cx.join("cache");
     let children: Vec<_> = (0..16)
         .map(|_| {

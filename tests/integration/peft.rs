@@ -24,13 +24,7 @@ fn root() -> PathBuf {
 
 /// Copy an adapter folder so a test can change it.
 fn copy_adapter(name: &str, to: &Path) -> PathBuf {
-    let dst = to.join(name);
-    std::fs::create_dir_all(&dst).unwrap();
-    for e in std::fs::read_dir(adapter(name)).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
-    }
-    dst
+    copy_dir(&adapter(name), &to.join(name))
 }
 
 fn edit_config(dir: &Path, f: impl FnOnce(&mut serde_json::Value)) {
@@ -214,11 +208,7 @@ fn compare_base_with_its_adapter_is_one_command() {
     let items: String = (0..30)
         .map(|i| format!("{}\n", serde_json::json!({"id": format!("q{i}"), "input": format!("What follows {i}?"), "choices": [format!("{}", i + 1), format!("{}", i + 7), "zero"], "gold": 0})))
         .collect();
-    cx.write(
-        "suites/mc/suite.toml",
-        "name = \"mc\"\ncapability = \"qa\"\nversion = \"1\"\nscorer = \"mc_loglik\"\nmetric = \"acc\"\n[prompt]\ntemplate = \"Q: {{ input }}\\nA:\"\nchat = \"never\"\n",
-    );
-    cx.write("suites/mc/items.jsonl", &items);
+    let suite = write_mc_suite(&cx, &items);
     let run = cx
         .cli(&[
             "compare",
@@ -227,7 +217,7 @@ fn compare_base_with_its_adapter_is_one_command() {
             "--base",
             model_dir("llama").to_str().unwrap(),
             "--suites",
-            cx.join("suites/mc").to_str().unwrap(),
+            suite.to_str().unwrap(),
             "--resamples",
             "500",
         ])

@@ -168,6 +168,39 @@ pub struct Outcome {
     pub isolation_note: Option<String>,
 }
 
+impl Outcome {
+    /// How the program ran, for results and `sft-eval doctor`: the sandbox's layers, and why
+    /// any is missing.
+    pub fn isolation_summary(&self) -> String {
+        let i = &self.isolation;
+        let mut layers = vec!["CPU, memory, file and process limits"];
+        if i.namespaces {
+            layers.push("its own PID, network, IPC and user namespaces (no network)");
+        }
+        if i.private_mounts {
+            layers.push("private /tmp, /run and home folders, the rest read-only");
+        }
+        if i.seccomp {
+            layers.push("a seccomp filter (no sockets, no ptrace)");
+        }
+        match i.cgroup {
+            Some("cgroup v2") => layers.push("a cgroup v2 memory and process budget per item"),
+            Some(_) => layers.push("a cgroup v1 memory and process budget per item"),
+            None => {}
+        }
+        let head = if i.namespaces {
+            "code ran in a sandbox"
+        } else {
+            "code ran WITHOUT namespaces (no network or PID isolation)"
+        };
+        let mut note = format!("{head}: {}", layers.join("; "));
+        if let Some(why) = &self.isolation_note {
+            note.push_str(&format!(" ({why})"));
+        }
+        note
+    }
+}
+
 /// Why a program could not be run at all (its own failures are an [`Outcome`]).
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {

@@ -53,7 +53,7 @@ impl Scorer for PassAtK {
         let mut note = None;
         for text in &texts {
             let outcome = run(item, text, &limits).map_err(|e| format!("code sandbox: {e}"))?;
-            note.get_or_insert_with(|| isolation_note(&outcome));
+            note.get_or_insert_with(|| outcome.isolation_summary());
             passed += outcome.status.passed() as usize;
         }
         let n = texts.len();
@@ -68,36 +68,6 @@ impl Scorer for PassAtK {
     fn notes(&self, item_notes: &[String]) -> Vec<String> {
         item_notes.to_vec()
     }
-}
-
-/// What the results say about how the code ran: the sandbox's layers, and any it lacked.
-fn isolation_note(o: &Outcome) -> String {
-    let i = &o.isolation;
-    let mut layers = vec!["CPU, memory, file and process limits"];
-    if i.namespaces {
-        layers.push("its own PID, network, IPC and user namespaces (no network)");
-    }
-    if i.private_mounts {
-        layers.push("private /tmp, /run and home folders, the rest read-only");
-    }
-    if i.seccomp {
-        layers.push("a seccomp filter (no sockets, no ptrace)");
-    }
-    match i.cgroup {
-        Some("cgroup v2") => layers.push("a cgroup v2 memory and process budget per item"),
-        Some(_) => layers.push("a cgroup v1 memory and process budget per item"),
-        None => {}
-    }
-    let head = if i.namespaces {
-        "code ran in a sandbox"
-    } else {
-        "code ran WITHOUT namespaces (no network or PID isolation)"
-    };
-    let mut note = format!("{head}: {}", layers.join("; "));
-    if let Some(why) = &o.isolation_note {
-        note.push_str(&format!(" ({why})"));
-    }
-    note
 }
 
 /// The sandbox limits for one item's tests: the default, raised to the item's `time_limit` and
