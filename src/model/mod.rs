@@ -79,7 +79,10 @@ pub struct GenerationDefaults {
 
 /// A loaded checkpoint folder: architecture, weights, tokenizer and chat template.
 pub struct Model {
+    /// the folder loaded: a checkpoint, or a PEFT adapter folder
     pub dir: PathBuf,
+    /// where the tokenizer and chat template were read (the adapter folder or the base)
+    pub tokenizer_dir: PathBuf,
     pub arch: &'static Architecture,
     pub raw_config: RawConfig,
     pub decoder: Decoder,
@@ -132,6 +135,7 @@ impl Model {
         }
         Ok(Model {
             dir: dir.to_path_buf(),
+            tokenizer_dir: tok_dir.to_path_buf(),
             arch,
             raw_config: raw,
             decoder,
@@ -200,8 +204,15 @@ impl Model {
             checkpoint::write_json(&dir.join(checkpoint::SHARD_INDEX), &index)?;
         }
         checkpoint::write_json(&dir.join(CONFIG_FILE), &self.raw_config.value)?;
+        // each file from where the loader read it: generation settings with the weights, the
+        // tokenizer's files with the tokenizer (an adapter folder's, or the base's)
         for name in METADATA_FILES {
-            let src = self.dir.join(name);
+            let from = if *name == "generation_config.json" {
+                &self.params.files.dir
+            } else {
+                &self.tokenizer_dir
+            };
+            let src = from.join(name);
             if src.is_file() {
                 let dst = dir.join(name);
                 std::fs::copy(&src, &dst).map_err(|e| error::io_error(&src, e))?;

@@ -233,3 +233,20 @@ fn compare_base_with_its_adapter_is_one_command() {
         .count();
     assert!(cache >= 2, "{cache} cache entries");
 }
+
+/// A model loaded from an adapter saves as a full checkpoint: the merged weights with the base's
+/// config, tokenizer and generation settings, loadable on its own.
+#[test]
+fn a_merged_adapter_saves_as_a_full_checkpoint() {
+    let cx = TestContext::new();
+    let m = load(&adapter("llama-qv"), None).unwrap();
+    let out = m.save(&cx.join("merged"), false).unwrap();
+    for f in ["config.json", "tokenizer.json", "generation_config.json"] {
+        assert!(
+            out.join(f).is_file(),
+            "{f} missing from the saved checkpoint"
+        );
+    }
+    let back = Model::load(&out, &LoadOptions::default()).unwrap();
+    assert!(max_diff_to_peft("llama-qv", &back) <= 1e-5);
+}
