@@ -3,8 +3,9 @@
 mod commands;
 
 pub use commands::audit::AuditArgs;
-pub use commands::compare::{BaselineCommand, CompareArgs, GateArgs};
+pub use commands::compare::CompareArgs;
 pub use commands::eval::EvalArgs;
+pub use commands::gate::{BaselineCommand, GateArgs};
 pub use commands::train::TrainArgs;
 
 use std::path::PathBuf;
@@ -129,8 +130,8 @@ pub fn run(cli: Cli) -> Result<ExitStatus, Error> {
         Command::Train(args) => commands::train::run(&args),
         Command::Eval(args) => commands::eval::run(&args),
         Command::Compare(args) => commands::compare::run_compare(&args),
-        Command::Gate(args) => commands::compare::run_gate(&args),
-        Command::Baseline(c) => commands::compare::run_baseline(&c),
+        Command::Gate(args) => commands::gate::run_gate(&args),
+        Command::Baseline(c) => commands::gate::run_baseline(&c),
         Command::Pretrain(args) => commands::pretrain::run(&args),
         Command::Demo(args) => commands::demo::run(&args),
     }

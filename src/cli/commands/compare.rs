@@ -1,4 +1,5 @@
-//! `sft-eval compare BASE FINETUNED…`, `sft-eval gate`, `sft-eval baseline record/update`.
+//! `sft-eval compare BASE FINETUNED…`, and what it shares with `gate` and `baseline`
+//! (`commands/gate.rs`): where each side comes from, and the report folder.
 //!
 //! compare and gate also write a report folder (`--report-dir`, default `reports/<run-id>`):
 //! report.md (the markdown plus chart images), report.json, delta.svg, and when they apply
@@ -6,12 +7,11 @@
 
 use std::path::{Path, PathBuf};
 
-use clap::{Args, Subcommand};
+use clap::Args;
 
 use super::eval::write_out;
 use crate::error::{Error, ExitStatus};
 use crate::gate::compare::compare;
-use crate::gate::policy::Policy;
 use crate::gate::{read_results, report};
 use crate::stats::BootstrapConfig;
 use crate::suite::results::{Cache, EvalResults};
@@ -54,7 +54,7 @@ impl EvalSource {
     /// evaluated now. With `like` (a baseline or the base side), on `like`'s settings and on its
     /// suites (or on `--suites`, which must then be the same suites: compare and gate refuse
     /// results that differ).
-    fn load(&self, p: &Path, like: Option<&EvalResults>) -> Result<EvalResults, Error> {
+    pub(super) fn load(&self, p: &Path, like: Option<&EvalResults>) -> Result<EvalResults, Error> {
         let gguf = crate::backend::gguf::is_gguf(p);
         if (p.is_file() && !gguf) || crate::suite::external::detect(p).is_some() {
             return Ok(read_results(p)?);
@@ -100,7 +100,7 @@ impl EvalSource {
         )
     }
 
-    fn boot(&self) -> BootstrapConfig {
+    pub(super) fn boot(&self) -> BootstrapConfig {
         BootstrapConfig {
             resamples: self.resamples,
             seed: self.seed,
@@ -121,17 +121,17 @@ pub struct ReportArgs {
 
 /// A command-line model argument: a results file, a checkpoint folder, or a `sft-eval train` run
 /// directory (its `final/` checkpoint is compared and its `log.jsonl` charted).
-struct Side {
+pub(super) struct Side {
     /// what is evaluated or read: the argument, or `<run dir>/final`
-    path: PathBuf,
+    pub(super) path: PathBuf,
     /// the run directory, when the argument is one
-    run_dir: Option<PathBuf>,
+    pub(super) run_dir: Option<PathBuf>,
     /// a short name for tables, charts and the run id
-    name: String,
+    pub(super) name: String,
 }
 
 impl Side {
-    fn new(arg: &Path) -> Side {
+    pub(super) fn new(arg: &Path) -> Side {
         let is_run = arg.join("final").is_dir() && arg.join("log.jsonl").is_file();
         let name = if arg.is_file() {
             arg.file_stem()
@@ -154,7 +154,7 @@ impl Side {
     }
 
     /// Its training and evaluation loss curves, when it is a run directory.
-    fn loss_series(&self) -> Result<Vec<crate::report::LossSeries>, Error> {
+    pub(super) fn loss_series(&self) -> Result<Vec<crate::report::LossSeries>, Error> {
         match &self.run_dir {
             Some(d) => {
                 Ok(crate::report::read_loss_log(&d.join("log.jsonl"))?.into_series(&self.name))
@@ -165,7 +165,7 @@ impl Side {
 }
 
 /// The report folder: `--report-dir`, or `reports/<run-id>`.
-fn report_dir(
+pub(super) fn report_dir(
     a: &ReportArgs,
     base: (&Side, &EvalResults),
     finetunes: &[(&Side, &EvalResults)],
@@ -183,7 +183,7 @@ fn report_dir(
 }
 
 /// Write the report folder and say where it is (on stderr: stdout carries the markdown).
-fn write_report(
+pub(super) fn write_report(
     dir: &Path,
     md: &str,
     json: &str,
@@ -387,289 +387,4 @@ pub fn run_compare(a: &CompareArgs) -> Result<ExitStatus, Error> {
     }
     write_out(a.markdown.as_deref(), &md)?;
     Ok(ExitStatus::Success)
-}
-
-#[derive(Debug, Args)]
-pub struct GateArgs {
-    /// Baseline results of the base model (`sft-eval baseline record`).
-    #[arg(long)]
-    pub baseline: PathBuf,
-    /// Fine-tuned checkpoint (or `sft-eval train` run directory) to evaluate on the baseline's
-    /// suites…
-    #[arg(long, conflicts_with = "results", required_unless_present = "results")]
-    pub model: Option<PathBuf>,
-    /// …or its results file.
-    #[arg(long)]
-    pub results: Option<PathBuf>,
-    /// Policy TOML: confidence, default and per-suite margin / max_drop / max_relative_drop /
-    /// inconclusive, and required suites. Default: margin 0.02, inconclusive fails.
-    #[arg(long)]
-    pub policy: Option<PathBuf>,
-    #[command(flatten)]
-    pub src: EvalSource,
-    #[arg(long)]
-    pub markdown: Option<PathBuf>,
-    #[arg(long)]
-    pub json: Option<PathBuf>,
-    #[command(flatten)]
-    pub report: ReportArgs,
-    /// Also write a JUnit XML report here: one test case per suite (a failure for a suite that
-    /// fails the gate), or one test case in error when the gate cannot judge (exit 2).
-    #[arg(long, value_name = "FILE")]
-    pub junit: Option<PathBuf>,
-}
-
-/// Whether this runs in GitHub Actions (annotations are printed then).
-fn in_github_actions() -> bool {
-    std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true")
-}
-
-pub fn run_gate(a: &GateArgs) -> Result<ExitStatus, Error> {
-    match gate_inner(a) {
-        Ok(s) => Ok(s),
-        Err(e) => {
-            // CI reads the error too: a JUnit case in error, an annotation
-            if let Some(j) = &a.junit {
-                write_out(Some(j), &crate::gate::ci::junit_error(&e.to_string()))?;
-            }
-            if in_github_actions() {
-                crate::cli::print_stdout(&format!(
-                    "::error title=sft-eval gate::{}\n",
-                    e.to_string().replace('%', "%25").replace('\n', "%0A")
-                ));
-            }
-            Err(e)
-        }
-    }
-}
-
-fn gate_inner(a: &GateArgs) -> Result<ExitStatus, Error> {
-    let policy: Policy = match &a.policy {
-        Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| Error::Io {
-                path: p.clone(),
-                source: e,
-            })?;
-            Policy::from_toml(&text).map_err(|e| Error::Usage(format!("{}: {e}", p.display())))?
-        }
-        None => Policy::default(),
-    };
-    let base_side = Side::new(&a.baseline);
-    let base = read_results(&a.baseline)?;
-    let (ft_side, ft) = match (&a.model, &a.results) {
-        (_, Some(r)) => (Side::new(r), read_results(r)?),
-        (Some(m), None) => {
-            let side = Side::new(m);
-            let ft = a.src.load(&side.path, Some(&base))?;
-            (side, ft)
-        }
-        (None, None) => unreachable!("clap requires one"),
-    };
-    let outcome = crate::gate::gate(&base, &ft, &policy, &a.src.boot()).map_err(|e| match e {
-        crate::gate::GateError::Policy(m) => Error::Usage(format!(
-            "{}: {m}",
-            a.policy
-                .as_ref()
-                .map_or("the default gate policy".into(), |p| p
-                    .display()
-                    .to_string())
-        )),
-        other => other.into(),
-    })?;
-    let (c, verdicts) = (&outcome.comparison, &outcome.verdicts);
-    let md = report::markdown(c, Some(verdicts));
-    if let Ok(summary) = std::env::var("GITHUB_STEP_SUMMARY") {
-        use std::io::Write;
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&summary)
-        {
-            let _ = f.write_all(md.as_bytes());
-        }
-    }
-    let json = serde_json::to_string_pretty(&outcome).expect("serialises") + "\n";
-    // one margin line when every charted suite has the same margin
-    let margins: Vec<f64> = verdicts
-        .iter()
-        .zip(&c.suites)
-        .filter(|(_, s)| s.unit == crate::suite::scorer::Unit::Proportion)
-        .map(|(v, _)| v.limits.margin)
-        .collect();
-    let margin = margins
-        .first()
-        .filter(|m| margins.iter().all(|x| x == *m))
-        .map(|m| 100.0 * m);
-    let mut charts = vec![(
-        "Δ with CI per suite, coloured by verdict",
-        "delta.svg",
-        crate::report::delta_ci_svg_with(
-            &report::delta_rows(c, Some(verdicts), None),
-            &crate::report::DeltaChartOptions {
-                title: format!("{} − {}: gate", ft_side.name, base_side.name),
-                confidence: policy.confidence,
-                margin,
-            },
-        ),
-    )];
-    let loss = ft_side.loss_series()?;
-    if !loss.is_empty() {
-        charts.push((
-            "Training loss",
-            "loss.svg",
-            crate::report::loss_curves_svg(&loss),
-        ));
-    }
-    let dir = report_dir(&a.report, (&base_side, &base), &[(&ft_side, &ft)]);
-    write_report(&dir, &md, &json, &charts)?;
-    if let Some(j) = &a.json {
-        write_out(Some(j), &json)?;
-    }
-    if let Some(j) = &a.junit {
-        write_out(Some(j), &crate::gate::ci::junit(&outcome))?;
-    }
-    write_out(a.markdown.as_deref(), &md)?;
-    if in_github_actions() {
-        let lines: String = crate::gate::ci::github_annotations(&outcome)
-            .iter()
-            .map(|l| format!("{l}\n"))
-            .collect();
-        crate::cli::print_stdout(&lines);
-    }
-    Ok(if outcome.passed {
-        ExitStatus::Success
-    } else {
-        ExitStatus::Failure
-    })
-}
-
-#[derive(Debug, Subcommand)]
-pub enum BaselineCommand {
-    /// Evaluate a checkpoint and store per-item results, fingerprint, suite hashes and settings.
-    Record(RecordArgs),
-    /// Re-evaluate a baseline's model (or another one) on the baseline's suites and settings,
-    /// show what changed, and write only with --yes.
-    Update(UpdateArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct UpdateArgs {
-    /// The baseline file to refresh.
-    #[arg(long)]
-    pub baseline: PathBuf,
-    /// Checkpoint to evaluate (default: the baseline's recorded model path).
-    pub model: Option<PathBuf>,
-    /// Write the new baseline (otherwise only show the changes).
-    #[arg(long)]
-    pub yes: bool,
-    #[command(flatten)]
-    pub src: EvalSource,
-}
-
-/// What differs between two results files, one line per change.
-fn changes(old: &EvalResults, new: &EvalResults) -> Vec<String> {
-    let mut out = Vec::new();
-    if old.model.fingerprint != new.model.fingerprint {
-        out.push(format!(
-            "model fingerprint {}… → {}…",
-            &old.model.fingerprint[..12],
-            &new.model.fingerprint[..12]
-        ));
-    }
-    if old.harness_version != new.harness_version {
-        out.push(format!(
-            "harness {} → {}",
-            old.harness_version, new.harness_version
-        ));
-    }
-    for n in &new.suites {
-        match old.suites.iter().find(|o| o.suite == n.suite) {
-            None => out.push(format!("suite `{}` added", n.suite)),
-            Some(o) => {
-                if o.suite_hash != n.suite_hash {
-                    out.push(format!(
-                        "suite `{}` content changed ({} → {} items)",
-                        n.suite, o.n, n.n
-                    ));
-                }
-                let flipped = o
-                    .items
-                    .iter()
-                    .filter(|a| {
-                        n.items
-                            .iter()
-                            .find(|b| b.id == a.id)
-                            .is_some_and(|b| b.score != a.score)
-                    })
-                    .count();
-                if o.mean != n.mean || flipped > 0 {
-                    out.push(format!(
-                        "suite `{}`: {} {:.4} → {:.4}, {flipped} items changed score",
-                        n.suite, n.metric, o.mean, n.mean
-                    ));
-                }
-            }
-        }
-    }
-    for o in &old.suites {
-        if !new.suites.iter().any(|n| n.suite == o.suite) {
-            out.push(format!("suite `{}` removed", o.suite));
-        }
-    }
-    out
-}
-
-#[derive(Debug, Args)]
-pub struct RecordArgs {
-    pub model: PathBuf,
-    #[arg(long, short = 'o')]
-    pub out: PathBuf,
-    #[command(flatten)]
-    pub src: EvalSource,
-}
-
-pub fn run_baseline(c: &BaselineCommand) -> Result<ExitStatus, Error> {
-    match c {
-        BaselineCommand::Update(a) => {
-            let old = read_results(&a.baseline)?;
-            let model = a
-                .model
-                .clone()
-                .unwrap_or_else(|| PathBuf::from(&old.model.path));
-            let new = a.src.load(&model, Some(&old))?;
-            let diff = changes(&old, &new);
-            let mut msg = if diff.is_empty() {
-                format!("{}: no changes\n", a.baseline.display())
-            } else {
-                format!("{}: {} change(s)\n", a.baseline.display(), diff.len())
-                    + &diff
-                        .iter()
-                        .map(|d| format!("  - {d}\n"))
-                        .collect::<String>()
-            };
-            if a.yes && !diff.is_empty() {
-                write_out(Some(&a.baseline), &new.to_json())?;
-                msg.push_str("written\n");
-            } else if !diff.is_empty() {
-                msg.push_str("not written: pass --yes to replace the baseline\n");
-            }
-            crate::cli::print_stdout(&msg);
-            Ok(ExitStatus::Success)
-        }
-        BaselineCommand::Record(a) => {
-            if a.src.suites.is_empty() {
-                return Err(Error::Usage("baseline record needs --suites".into()));
-            }
-            let r = a.src.load(&a.model, None)?;
-            let text = r.to_json();
-            if let Some(parent) = a.out.parent().filter(|p| !p.as_os_str().is_empty()) {
-                std::fs::create_dir_all(parent).map_err(|e| Error::Io {
-                    path: parent.to_path_buf(),
-                    source: e,
-                })?;
-            }
-            write_out(Some(&a.out), &text)?;
-            Ok(ExitStatus::Success)
-        }
-    }
 }
