@@ -5,6 +5,7 @@
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 
 use super::arch::WeightLayout;
+pub use super::kv_cache::KvCache;
 use super::config::{DecoderConfig, MlpKind, NormKind, Positions};
 use super::layers::{activate, gated, log_softmax, softcap, softmax_last, Linear, Norm};
 use super::params::Params;
@@ -74,60 +75,6 @@ pub struct Decoder {
 pub struct NamedLinear<'a> {
     pub name: String,
     pub linear: &'a mut Linear,
-}
-
-/// Key/value tensors of past positions, per layer, for incremental decoding of a batch.
-///
-/// Rows advance together in slots; each slot remembers the position it holds in its row, or
-/// that it holds padding, so right-padded prompts of different lengths decode correctly.
-#[derive(Debug, Clone)]
-pub struct KvCache {
-    layers: Vec<Option<(Tensor, Tensor)>>,
-    /// per row, per slot: position, or -1 for padding
-    slot_pos: Vec<Vec<i64>>,
-    /// per row: number of real tokens seen
-    lengths: Vec<usize>,
-}
-
-impl KvCache {
-    pub fn new(num_layers: usize, batch: usize) -> KvCache {
-        KvCache {
-            layers: vec![None; num_layers],
-            slot_pos: vec![Vec::new(); batch],
-            lengths: vec![0; batch],
-        }
-    }
-    pub fn lengths(&self) -> &[usize] {
-        &self.lengths
-    }
-    pub fn batch(&self) -> usize {
-        self.lengths.len()
-    }
-
-    /// A cache whose row `i` is a copy of row `rows[i]` of this one (rows may repeat): several
-    /// continuations of one prompt decode from the prompt's cache.
-    pub fn select_rows(&self, rows: &[usize]) -> Result<KvCache> {
-        if let Some(&r) = rows.iter().find(|&&r| r >= self.batch()) {
-            candle_core::bail!("row {r} of a cache of batch {}", self.batch());
-        }
-        let layers = self
-            .layers
-            .iter()
-            .map(|l| match l {
-                None => Ok(None),
-                Some((k, v)) => {
-                    let idx: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
-                    let idx = Tensor::from_vec(idx, rows.len(), k.device())?;
-                    Ok(Some((k.index_select(&idx, 0)?, v.index_select(&idx, 0)?)))
-                }
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(KvCache {
-            layers,
-            slot_pos: rows.iter().map(|&r| self.slot_pos[r].clone()).collect(),
-            lengths: rows.iter().map(|&r| self.lengths[r]).collect(),
-        })
-    }
 }
 
 impl Decoder {

@@ -20,6 +20,7 @@ pub mod generate;
 pub mod info;
 pub mod jinja;
 pub mod kernels;
+pub mod kv_cache;
 pub mod layers;
 pub mod params;
 pub mod rope;
