@@ -25,7 +25,7 @@ use candle_core::{DType, Device, Tensor};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::{BackendError, Continuation, GenerateRequest, LanguageModel};
+use super::{BackendError, Continuation, GenerateJob, GenerateRequest, LanguageModel};
 use crate::model::score::LogLik;
 use crate::model::{checkpoint, ChatTemplate, LoadOptions, Model, ModelError, Tokenizer};
 
@@ -465,5 +465,13 @@ impl LanguageModel for GgufModel {
         request: &GenerateRequest,
     ) -> Result<String, BackendError> {
         self.model.generate(prompt, add_special_tokens, request)
+    }
+    fn generate_batch(
+        &self,
+        jobs: &[GenerateJob],
+        batch_size: usize,
+        on_done: &mut dyn FnMut(usize, Option<usize>),
+    ) -> Result<Vec<String>, BackendError> {
+        self.model.generate_batch(jobs, batch_size, on_done)
     }
 }

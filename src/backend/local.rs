@@ -1,8 +1,8 @@
 //! The in-process model behind [`LanguageModel`]: thin calls into `model::score` and
 //! `model::generate`, so scores are exactly those of the functions it calls.
 
-use super::{BackendError, Continuation, GenerateRequest, LanguageModel};
-use crate::model::generate::{generate, GenerateOptions};
+use super::{BackendError, Continuation, GenerateJob, GenerateRequest, LanguageModel};
+use crate::model::generate::{generate_batch, BatchOptions, GenerateOptions, Job};
 use crate::model::score::{
     encode_pair, loglikelihood, loglikelihood_rolling, loglikelihood_shared, LogLik, Request,
 };
@@ -88,20 +88,54 @@ impl LanguageModel for Model {
         add_special_tokens: bool,
         request: &GenerateRequest,
     ) -> Result<String, BackendError> {
-        let ids = self.tokenizer.encode(prompt, add_special_tokens)?;
-        let opts = GenerateOptions {
-            max_new_tokens: request.max_new_tokens,
-            decoding: request.decoding.clone(),
-            eos_token_ids: self.eos_token_ids(),
-            stop_strings: request.stop.clone(),
+        let job = GenerateJob {
+            prompt: prompt.to_string(),
+            add_special_tokens,
+            request: request.clone(),
         };
-        generate(&self.decoder, &self.tokenizer, &ids, &opts, self.device())
-            .map(|g| g.text)
-            .map_err(|e| match e {
-                crate::model::ModelError::Invalid(m) => BackendError::Model(
-                    crate::model::ModelError::Invalid(format!("{}: {m}", self.dir.display())),
-                ),
-                other => other.into(),
+        let mut texts = self.generate_batch(std::slice::from_ref(&job), 1, &mut |_, _| {})?;
+        Ok(texts.remove(0))
+    }
+
+    fn generate_batch(
+        &self,
+        jobs: &[GenerateJob],
+        batch_size: usize,
+        on_done: &mut dyn FnMut(usize, Option<usize>),
+    ) -> Result<Vec<String>, BackendError> {
+        let prompts = jobs
+            .iter()
+            .map(|j| self.tokenizer.encode(&j.prompt, j.add_special_tokens))
+            .collect::<Result<Vec<_>, _>>()?;
+        let eos = self.eos_token_ids();
+        let opts: Vec<GenerateOptions> = jobs
+            .iter()
+            .map(|j| GenerateOptions {
+                max_new_tokens: j.request.max_new_tokens,
+                decoding: j.request.decoding.clone(),
+                eos_token_ids: eos.clone(),
+                stop_strings: j.request.stop.clone(),
             })
+            .collect();
+        let batch: Vec<Job> = prompts
+            .iter()
+            .zip(&opts)
+            .map(|(prompt, opts)| Job { prompt, opts })
+            .collect();
+        generate_batch(
+            &self.decoder,
+            &self.tokenizer,
+            &batch,
+            &BatchOptions::new(batch_size),
+            self.device(),
+            &mut |j, g| on_done(j, Some(g.ids.len())),
+        )
+        .map(|gs| gs.into_iter().map(|g| g.text).collect())
+        .map_err(|e| match e {
+            crate::model::ModelError::Invalid(m) => BackendError::Model(
+                crate::model::ModelError::Invalid(format!("{}: {m}", self.dir.display())),
+            ),
+            other => other.into(),
+        })
     }
 }

@@ -34,6 +34,15 @@ pub struct GenerateRequest {
     pub stop: Vec<String>,
 }
 
+/// One prompt to generate from: a suite item's prompt, or one of its pass@k samples.
+#[derive(Debug, Clone)]
+pub struct GenerateJob {
+    pub prompt: String,
+    /// whether the tokenizer adds its special tokens (false when a chat template placed them)
+    pub add_special_tokens: bool,
+    pub request: GenerateRequest,
+}
+
 /// The operations the suite scorers need from a model.
 pub trait LanguageModel: Sync {
     /// A short description for messages (a folder, or `model at URL`).
@@ -89,6 +98,25 @@ pub trait LanguageModel: Sync {
         add_special_tokens: bool,
         request: &GenerateRequest,
     ) -> Result<String, BackendError>;
+    /// [`generate`](Self::generate) for every job, in their order, `batch_size` at a time where
+    /// the backend can batch (the texts are the same as one at a time). `on_done(job, tokens)`
+    /// is called as each job finishes, with the number of generated tokens where known.
+    fn generate_batch(
+        &self,
+        jobs: &[GenerateJob],
+        batch_size: usize,
+        on_done: &mut dyn FnMut(usize, Option<usize>),
+    ) -> Result<Vec<String>, BackendError> {
+        let _ = batch_size;
+        jobs.iter()
+            .enumerate()
+            .map(|(i, j)| {
+                let text = self.generate(&j.prompt, j.add_special_tokens, &j.request)?;
+                on_done(i, None);
+                Ok(text)
+            })
+            .collect()
+    }
 }
 
 /// Why a backend could not answer.

@@ -23,7 +23,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::{BackendError, Continuation, GenerateRequest, LanguageModel};
+use super::{BackendError, Continuation, GenerateJob, GenerateRequest, LanguageModel};
 use crate::model::generate::Decoding;
 use crate::model::score::LogLik;
 use crate::model::{ChatTemplate, Tokenizer};
@@ -486,37 +486,7 @@ impl LanguageModel for OpenAiBackend {
         requests: &[Continuation],
         _batch_size: usize,
     ) -> Result<Vec<LogLik>, BackendError> {
-        let next = AtomicUsize::new(0);
-        let out: Mutex<Vec<Option<LogLik>>> = Mutex::new(vec![None; requests.len()]);
-        let first_err: Mutex<Option<BackendError>> = Mutex::new(None);
-        let workers = self.opts.concurrency.clamp(1, requests.len().max(1));
-        std::thread::scope(|s| {
-            for _ in 0..workers {
-                s.spawn(|| loop {
-                    if first_err.lock().expect("lock").is_some() {
-                        return;
-                    }
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(r) = requests.get(i) else { return };
-                    match self.loglik_one(r) {
-                        Ok(l) => out.lock().expect("lock")[i] = Some(l),
-                        Err(e) => {
-                            first_err.lock().expect("lock").get_or_insert(e);
-                            return;
-                        }
-                    }
-                });
-            }
-        });
-        if let Some(e) = first_err.into_inner().expect("lock") {
-            return Err(e);
-        }
-        Ok(out
-            .into_inner()
-            .expect("lock")
-            .into_iter()
-            .map(|l| l.expect("every request answered"))
-            .collect())
+        self.fan_out(requests, |r| self.loglik_one(r), &mut |_, _| {})
     }
 
     fn loglikelihood_rolling(
@@ -536,6 +506,84 @@ impl LanguageModel for OpenAiBackend {
         _add_special_tokens: bool,
         request: &GenerateRequest,
     ) -> Result<String, BackendError> {
+        self.generate_one(prompt, request).map(|(text, _)| text)
+    }
+
+    /// Up to `--concurrency` requests in flight (a server such as vLLM batches them).
+    fn generate_batch(
+        &self,
+        jobs: &[GenerateJob],
+        _batch_size: usize,
+        on_done: &mut dyn FnMut(usize, Option<usize>),
+    ) -> Result<Vec<String>, BackendError> {
+        let out = self.fan_out(
+            jobs,
+            |j| self.generate_one(&j.prompt, &j.request),
+            &mut |i, (_, tokens)| on_done(i, *tokens),
+        )?;
+        Ok(out.into_iter().map(|(text, _)| text).collect())
+    }
+}
+
+impl OpenAiBackend {
+    /// Run `one` on every item on up to `--concurrency` threads; `done(i, result)` is called on
+    /// this thread as each finishes. The first error stops the rest.
+    fn fan_out<T: Sync, R: Send>(
+        &self,
+        items: &[T],
+        one: impl Fn(&T) -> Result<R, BackendError> + Sync,
+        done: &mut dyn FnMut(usize, &R),
+    ) -> Result<Vec<R>, BackendError> {
+        let next = AtomicUsize::new(0);
+        let first_err: Mutex<Option<BackendError>> = Mutex::new(None);
+        let workers = self.opts.concurrency.clamp(1, items.len().max(1));
+        let mut out: Vec<Option<R>> = (0..items.len()).map(|_| None).collect();
+        std::thread::scope(|s| {
+            let (tx, rx) = std::sync::mpsc::channel::<(usize, R)>();
+            for _ in 0..workers {
+                let tx = tx.clone();
+                let (next, first_err, one) = (&next, &first_err, &one);
+                s.spawn(move || loop {
+                    if first_err.lock().expect("lock").is_some() {
+                        return;
+                    }
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(item) = items.get(i) else { return };
+                    match one(item) {
+                        Ok(r) => {
+                            if tx.send((i, r)).is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            first_err.lock().expect("lock").get_or_insert(e);
+                            return;
+                        }
+                    }
+                });
+            }
+            drop(tx);
+            for (i, r) in rx {
+                done(i, &r);
+                out[i] = Some(r);
+            }
+        });
+        if let Some(e) = first_err.into_inner().expect("lock") {
+            return Err(e);
+        }
+        Ok(out
+            .into_iter()
+            .map(|r| r.expect("every request answered"))
+            .collect())
+    }
+
+    /// One completion: the text cut at the first stop string, and the generated tokens where
+    /// the server reports them (`usage.completion_tokens`).
+    fn generate_one(
+        &self,
+        prompt: &str,
+        request: &GenerateRequest,
+    ) -> Result<(String, Option<usize>), BackendError> {
         let url = self.completions_url();
         let mut body = json!({
             "model": self.opts.model,
@@ -567,7 +615,11 @@ impl LanguageModel for OpenAiBackend {
                 url: url.clone(),
                 reason: format!("no `choices[0].text` in {}", snippet(&v.to_string())),
             })?;
-        Ok(cut_at_stop(text, &request.stop))
+        let tokens = v
+            .pointer("/usage/completion_tokens")
+            .and_then(Value::as_u64)
+            .map(|n| n as usize);
+        Ok((cut_at_stop(text, &request.stop), tokens))
     }
 }
 

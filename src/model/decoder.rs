@@ -5,8 +5,8 @@
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 
 use super::arch::WeightLayout;
-pub use super::kv_cache::KvCache;
 use super::config::{DecoderConfig, MlpKind, NormKind, Positions};
+pub use super::kv_cache::KvCache;
 use super::layers::{activate, gated, log_softmax, softcap, softmax_last, Linear, Norm};
 use super::params::Params;
 use super::rope::{apply_rotary, RopeScaling, RopeSpec};

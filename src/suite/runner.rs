@@ -13,7 +13,7 @@ use super::item::Item;
 use super::scorer::{scorer, Direction, Request, RequestContext, Response, Scorer, Unit};
 use super::spec::{ChatPolicy, ScorerKind, Suite, SuiteSpec, SCHEMA_VERSION};
 use super::SuiteError;
-use crate::backend::{Continuation, LanguageModel};
+use crate::backend::{Continuation, GenerateJob, LanguageModel};
 use crate::model::Message;
 
 /// Settings that change results (part of the cache key).
@@ -123,6 +123,8 @@ pub struct Origin {
 pub trait SuiteObserver {
     fn start(&mut self, _suite: &str, _items: usize) {}
     fn item(&mut self, _done: usize) {}
+    /// A generation finished, with its number of new tokens where the backend knows it.
+    fn generated(&mut self, _tokens: Option<usize>) {}
     fn end(&mut self) {}
 }
 
@@ -256,8 +258,8 @@ pub fn run_suite(
         notes: Vec::new(),
     };
     let mut skipped: Vec<String> = Vec::new();
-    // continuation requests wait here and are scored together (each prompt run once, batched
-    // across items), then finished in order
+    // continuation and generation requests wait here and run together (batched across items,
+    // each prompt run once), then are finished in order
     let mut pending: Vec<Pending> = Vec::new();
     let window = settings.batch_size.max(1) * 8;
     let budget = scorer.generation_budget(spec);
@@ -319,20 +321,35 @@ pub fn run_suite(
                     r,
                     item,
                     line,
-                    conts,
-                    reqs,
+                    waits: Waits::Continuations { conts, reqs },
                 });
                 if pending.len() >= window {
-                    run.finish_continuations(model, settings, &mut pending, &item_error)?;
+                    run.flush(model, settings, &mut pending, &item_error, obs)?;
                     obs.item(line);
                 }
                 continue;
             }
-            Request::Generate(reqs) => Response::Texts(
-                reqs.iter()
-                    .map(|g| model.generate(&prompt, special, g))
-                    .collect::<Result<_, _>>()?,
-            ),
+            Request::Generate(reqs) => {
+                let jobs = reqs
+                    .into_iter()
+                    .map(|request| GenerateJob {
+                        prompt: prompt.clone(),
+                        add_special_tokens: special,
+                        request,
+                    })
+                    .collect();
+                pending.push(Pending {
+                    r,
+                    item,
+                    line,
+                    waits: Waits::Generations(jobs),
+                });
+                if pending.len() >= window {
+                    run.flush(model, settings, &mut pending, &item_error, obs)?;
+                    obs.item(line);
+                }
+                continue;
+            }
             Request::Rolling(text) => {
                 let (logprob, tokens) = model.loglikelihood_rolling(&text, settings.batch_size)?;
                 Response::Total { logprob, tokens }
@@ -355,7 +372,7 @@ pub fn run_suite(
         obs.item(line);
     }
     if !pending.is_empty() {
-        run.finish_continuations(model, settings, &mut pending, &item_error)?;
+        run.flush(model, settings, &mut pending, &item_error, obs)?;
         obs.item(items.len());
     }
     obs.end();
@@ -431,27 +448,51 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Score the waiting items' continuations together, sharing each prompt's forward pass
-    /// ([`LanguageModel::loglikelihood_shared`]), and finish them in order.
-    fn finish_continuations(
+    /// Run the waiting items' requests together and finish the items in order: continuations
+    /// sharing each prompt's forward pass ([`LanguageModel::loglikelihood_shared`]),
+    /// generations batched across items ([`LanguageModel::generate_batch`]).
+    fn flush(
         &mut self,
         model: &dyn LanguageModel,
         settings: &EvalSettings,
         pending: &mut Vec<Pending>,
         item_error: &dyn Fn(usize, String) -> SuiteError,
+        obs: &mut dyn SuiteObserver,
     ) -> Result<(), SuiteError> {
-        let all: Vec<Continuation> = pending
-            .iter()
-            .flat_map(|p| p.reqs.iter().cloned())
-            .collect();
-        let lls = model.loglikelihood_shared(&all, settings.batch_size)?;
-        let mut at = 0;
+        let mut conts: Vec<Continuation> = Vec::new();
+        let mut jobs: Vec<GenerateJob> = Vec::new();
+        for p in pending.iter() {
+            match &p.waits {
+                Waits::Continuations { reqs, .. } => conts.extend(reqs.iter().cloned()),
+                Waits::Generations(g) => jobs.extend(g.iter().cloned()),
+            }
+        }
+        let lls = if conts.is_empty() {
+            Vec::new()
+        } else {
+            model.loglikelihood_shared(&conts, settings.batch_size)?
+        };
+        let texts = if jobs.is_empty() {
+            Vec::new()
+        } else {
+            model.generate_batch(&jobs, settings.batch_size, &mut |_, tokens| {
+                obs.generated(tokens)
+            })?
+        };
+        let (mut at_ll, mut at_text) = (0, 0);
         for p in pending.drain(..) {
-            let logliks = &lls[at..at + p.reqs.len()];
-            at += p.reqs.len();
-            let response = Response::LogLiks {
-                logliks,
-                continuations: &p.conts,
+            let response = match &p.waits {
+                Waits::Continuations { conts, reqs } => {
+                    at_ll += reqs.len();
+                    Response::LogLiks {
+                        logliks: &lls[at_ll - reqs.len()..at_ll],
+                        continuations: conts,
+                    }
+                }
+                Waits::Generations(g) => {
+                    at_text += g.len();
+                    Response::Texts(texts[at_text - g.len()..at_text].to_vec())
+                }
             };
             self.finish(p.r, p.item, response)
                 .map_err(|reason| item_error(p.line, reason))?;
@@ -460,13 +501,20 @@ impl Run<'_> {
     }
 }
 
-/// An item of a continuation scorer waiting to be scored.
+/// An item waiting for its requests to run.
 struct Pending<'a> {
     r: ItemResult,
     item: &'a Item,
     /// its line in the items file
     line: usize,
-    /// the continuations as scored (e.g. `" Paris"`)
-    conts: Vec<String>,
-    reqs: Vec<Continuation>,
+    waits: Waits,
+}
+
+enum Waits {
+    Continuations {
+        /// the continuations as scored (e.g. `" Paris"`)
+        conts: Vec<String>,
+        reqs: Vec<Continuation>,
+    },
+    Generations(Vec<GenerateJob>),
 }

@@ -171,3 +171,110 @@ fn generation_stops_on_eos_and_stop_strings() {
         );
     }
 }
+
+/// Prompts of many lengths (from 1 token to past phi3's longrope switch at 16 and the sliding
+/// windows of 8 and 16), each with its own budget, sampler and stops, some sharing a prompt.
+fn batch_jobs(m: &Model) -> Vec<(Vec<u32>, GenerateOptions)> {
+    let text = "Once upon a time a fox met a crow who held a piece of cheese in her beak. \
+                The fox said: what a lovely voice you must have, sing for me. ";
+    let all = m.tokenizer.encode(&text.repeat(4), true).unwrap();
+    let greedy = |n: usize| GenerateOptions {
+        max_new_tokens: n,
+        ..Default::default()
+    };
+    let sample = |n: usize, seed: u64| GenerateOptions {
+        max_new_tokens: n,
+        decoding: Decoding::Sample {
+            temperature: 1.3,
+            top_p: 0.9,
+            seed,
+        },
+        ..Default::default()
+    };
+    let p = |n: usize| all[..n].to_vec();
+    let mut jobs = vec![
+        (p(1), greedy(9)),
+        (p(4), greedy(20)),
+        (p(7), greedy(14)),
+        (p(13), greedy(6)),
+        (p(15), greedy(18)),
+        (p(16), greedy(12)),
+        (p(17), greedy(11)),
+        (p(24), greedy(20)),
+        (p(9), greedy(0)),
+        // pass@k: samples of one prompt
+        (p(11), sample(15, 0)),
+        (p(11), sample(15, 1)),
+        (p(11), sample(15, 2)),
+        (p(20), sample(19, 5)),
+    ];
+    // stops that end rows early, at different steps: a token and a text each row would
+    // generate alone
+    for (i, k) in [(1usize, 3usize), (2, 5), (7, 8)] {
+        let alone = generate(&m.decoder, &m.tokenizer, &jobs[i].0, &jobs[i].1, m.device()).unwrap();
+        let mut eos = jobs[i].1.clone();
+        eos.eos_token_ids = vec![alone.ids[k]];
+        jobs.push((jobs[i].0.clone(), eos));
+        let piece = m.tokenizer.decode(&alone.ids[k..k + 2], true).unwrap();
+        if !piece.trim().is_empty() {
+            let mut stop = jobs[i].1.clone();
+            stop.stop_strings = vec![piece];
+            jobs.push((jobs[i].0.clone(), stop));
+        }
+    }
+    jobs
+}
+
+#[test]
+fn batched_generation_equals_batch_one_token_for_token() {
+    use sft_eval::model::generate::{generate_batch, BatchOptions, Job};
+    for v in variants() {
+        let m = load(&v);
+        let jobs = batch_jobs(&m);
+        let alone: Vec<_> = jobs
+            .iter()
+            .map(|(p, o)| generate(&m.decoder, &m.tokenizer, p, o, m.device()).unwrap())
+            .collect();
+        assert!(
+            alone.iter().any(|g| g.stop == StopReason::Eos)
+                && alone
+                    .iter()
+                    .any(|g| matches!(g.stop, StopReason::StopString(_))),
+            "{v}: the jobs should stop in every way"
+        );
+        let refs: Vec<Job> = jobs
+            .iter()
+            .map(|(prompt, opts)| Job { prompt, opts })
+            .collect();
+        for (size, refill) in [(2, true), (3, false), (5, true), (8, true), (32, true)] {
+            let batch = BatchOptions {
+                batch_size: size,
+                refill,
+            };
+            let mut finished = Vec::new();
+            let got = generate_batch(
+                &m.decoder,
+                &m.tokenizer,
+                &refs,
+                &batch,
+                m.device(),
+                &mut |j, _| finished.push(j),
+            )
+            .unwrap();
+            finished.sort();
+            assert_eq!(
+                finished,
+                (0..jobs.len()).collect::<Vec<_>>(),
+                "{v}: each job reported once"
+            );
+            for (j, (a, b)) in alone.iter().zip(&got).enumerate() {
+                assert_eq!(
+                    (&a.ids, &a.text, &a.stop),
+                    (&b.ids, &b.text, &b.stop),
+                    "{v}: batch {size} (refill {refill}): job {j} (prompt of {} tokens)",
+                    jobs[j].0.len()
+                );
+            }
+        }
+    }
+}

@@ -382,6 +382,7 @@ fn rolling_nll_suite_reports_perplexity_consistent_with_lm_eval() {
 /// parses (the fixture model is random).
 #[test]
 fn greedy_generation_matches_lm_eval() {
+    use sft_eval::backend::{GenerateJob, GenerateRequest, LanguageModel};
     use sft_eval::model::generate::{generate, GenerateOptions};
     use sft_eval::suite::scorer::extract;
     let m = load("llama");
@@ -415,6 +416,77 @@ fn greedy_generation_matches_lm_eval() {
         );
         let ours = extract::regex_first(&g.text, &strict).unwrap_or_else(|| "[invalid]".into());
         assert_eq!(ours, doc["filtered"]["strict-match"].as_str().unwrap());
+    }
+    // and all of them at once, batched across items
+    let jobs: Vec<GenerateJob> = j["docs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|doc| GenerateJob {
+            prompt: doc["prompt"].as_str().unwrap().to_string(),
+            add_special_tokens: true,
+            request: GenerateRequest {
+                max_new_tokens: doc["gen_kwargs"]["max_gen_toks"].as_u64().unwrap() as usize,
+                decoding: sft_eval::model::generate::Decoding::Greedy,
+                stop: stops.clone(),
+            },
+        })
+        .collect();
+    let texts = m.generate_batch(&jobs, 4, &mut |_, _| {}).unwrap();
+    for (doc, text) in j["docs"].as_array().unwrap().iter().zip(&texts) {
+        assert_eq!(
+            text,
+            doc["raw_generation"].as_str().unwrap(),
+            "batched: doc {}",
+            doc["doc_id"]
+        );
+    }
+}
+
+/// A generation suite gives the same outputs and scores at any batch size: the organism's
+/// answers stop at different lengths (end of sequence, stop strings), so rows leave the batch
+/// and waiting items take their place; pass@k samples share their prompt's prefill.
+#[test]
+fn generation_suites_score_the_same_at_any_batch_size() {
+    use sft_eval::suite::runner::{run_suite, EvalSettings, NoProgress};
+    let model = sft_eval::model::Model::load(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("models/organism"),
+        &Default::default(),
+    )
+    .unwrap();
+    let suites = Path::new(env!("CARGO_MANIFEST_DIR")).join("suites");
+    for (name, limit) in [("math", 48), ("safety", 48), ("code", 6)] {
+        let suite = sft_eval::suite::spec::Suite::load(&suites.join(name)).unwrap();
+        let run = |batch_size| {
+            let settings = EvalSettings {
+                batch_size,
+                limit,
+                ..Default::default()
+            };
+            run_suite(&model, &suite, &settings, &mut NoProgress).unwrap()
+        };
+        let one = run(1);
+        let lens: std::collections::BTreeSet<usize> = one
+            .items
+            .iter()
+            .map(|i| i.output.as_deref().unwrap_or("").len())
+            .collect();
+        // (pass@k keeps no single output)
+        assert!(
+            name == "code" || lens.len() > 3,
+            "{name}: outputs should end at different lengths"
+        );
+        for b in [5, 16] {
+            let many = run(b);
+            for (x, y) in one.items.iter().zip(&many.items) {
+                assert_eq!(
+                    (&x.id, &x.output, x.score),
+                    (&y.id, &y.output, y.score),
+                    "{name} at batch {b}"
+                );
+            }
+            assert_eq!(one.mean, many.mean, "{name} at batch {b}");
+        }
     }
 }
 

@@ -176,12 +176,22 @@ impl ServerArgs {
     }
 }
 
-/// The progress bar of one suite at a time, and a line per finished suite on stderr.
-pub struct Progress(Option<ProgressBar>);
+/// The progress bar of one suite at a time (items/s, and generated tokens/s for generation
+/// suites), and a line per finished suite on stderr.
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    /// generated tokens of the current suite, and when it started
+    tokens: usize,
+    started: std::time::Instant,
+}
 
 impl Progress {
     pub fn new() -> Progress {
-        Progress(None)
+        Progress {
+            bar: None,
+            tokens: 0,
+            started: std::time::Instant::now(),
+        }
     }
 }
 
@@ -191,22 +201,35 @@ impl SuiteObserver for Progress {
             let b = ProgressBar::new(items as u64);
             b.set_style(
                 ProgressStyle::with_template(
-                    "{prefix} [{bar:30}] {pos}/{len} items ({per_sec}, {eta})",
+                    "{prefix} [{bar:30}] {pos}/{len} items ({per_sec}{msg}, {eta})",
                 )
                 .expect("template")
                 .progress_chars("=> "),
             );
             b.set_prefix(suite.to_string());
-            self.0 = Some(b);
+            self.bar = Some(b);
         }
+        self.tokens = 0;
+        self.started = std::time::Instant::now();
     }
     fn item(&mut self, done: usize) {
-        if let Some(b) = &self.0 {
+        if let Some(b) = &self.bar {
             b.set_position(done as u64);
         }
     }
+    fn generated(&mut self, tokens: Option<usize>) {
+        let (Some(b), Some(n)) = (&self.bar, tokens) else {
+            return;
+        };
+        self.tokens += n;
+        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
+        b.set_message(format!(
+            ", {:.1} generated tok/s",
+            self.tokens as f64 / secs
+        ));
+    }
     fn end(&mut self) {
-        if let Some(b) = self.0.take() {
+        if let Some(b) = self.bar.take() {
             b.finish_and_clear();
         }
     }
