@@ -80,6 +80,13 @@ pub fn report(sandbox_probe: bool) -> Vec<Line> {
             "compiled for the build's target (baseline x86-64: SSE2, 4 f32 lanes)".into(),
         ),
         (
+            "decoding matmul".into(),
+            format!(
+                "{} (few-row products, chosen at run time; SFT_EVAL_CPU_ISA=avx2|portable forces a narrower one)",
+                crate::model::kernels::isa().name()
+            ),
+        ),
+        (
             "threads".into(),
             format!(
                 "{} (RAYON_NUM_THREADS sets them)",

@@ -80,6 +80,9 @@ impl Module for Linear {
         let x2 = x.reshape((rows, last))?;
         let y = if self.in_out {
             x2.matmul(&self.weight)?
+        } else if super::kernels::skinny::applies(&x2, &self.weight) {
+            // a decoding step's few rows: read the weights once, unpacked
+            super::kernels::skinny::matmul_t(&x2, &self.weight)?
         } else {
             x2.matmul(&self.weight.t()?)?
         };

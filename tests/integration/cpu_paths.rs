@@ -193,3 +193,64 @@ fn doctor_names_the_cpu_path_and_the_sandbox_layers() {
     let plain = ctx.cli(&["doctor", "--no-sandbox"]).expect(0);
     assert!(plain.stdout.contains("matrix multiply") && !plain.stdout.contains("code sandbox"));
 }
+
+/// Each instruction set of the run-time dispatched decoding kernel, forced through
+/// `SFT_EVAL_CPU_ISA`, is the one `doctor` reports (a path the CPU lacks falls back to the
+/// widest it has), and generates the organism's answers to the math suite (greedy, batched)
+/// exactly as the default path does.
+#[test]
+fn every_decoding_path_is_forced_by_the_environment_and_generates_the_same() {
+    let organism = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/organism");
+    let suites = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("suites");
+    let outputs = |isa: Option<&str>| {
+        let mut ctx = crate::common::TestContext::new();
+        if let Some(i) = isa {
+            ctx = ctx.env("SFT_EVAL_CPU_ISA", i);
+        }
+        let doctor = ctx.cli(&["doctor", "--json", "--no-sandbox"]).expect(0);
+        let v: serde_json::Value = serde_json::from_str(&doctor.stdout).unwrap();
+        let path = v["decoding matmul"]
+            .as_str()
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .to_string();
+        let out = ctx.join("r.json");
+        ctx.cli(&[
+            "eval".as_ref(),
+            organism.as_os_str(),
+            "--suites".as_ref(),
+            "math".as_ref(),
+            "--suites-dir".as_ref(),
+            suites.as_os_str(),
+            "--limit".as_ref(),
+            "24".as_ref(),
+            "--batch-size".as_ref(),
+            "8".as_ref(),
+            "--no-cache".as_ref(),
+            "-o".as_ref(),
+            out.as_os_str(),
+        ])
+        .expect(0);
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out).unwrap()).unwrap();
+        let texts: Vec<String> = r["suites"][0]["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["output"].as_str().unwrap_or("").to_string())
+            .collect();
+        (path, texts)
+    };
+    let (default_path, want) = outputs(None);
+    for isa in sft_eval::model::kernels::Isa::ALL {
+        let (path, got) = outputs(Some(isa.name()));
+        if isa.available() {
+            assert_eq!(path, isa.name());
+        } else {
+            assert_eq!(path, default_path, "{} is not on this CPU", isa.name());
+        }
+        assert_eq!(got, want, "{} path", isa.name());
+    }
+}

@@ -18,6 +18,7 @@ pub mod cross_entropy;
 pub mod linear_cross_entropy;
 pub mod rms_norm;
 pub mod rope;
+pub mod skinny;
 pub mod softmax;
 pub mod swiglu;
 
@@ -53,6 +54,65 @@ fn keep_freed_memory() {
         // SAFETY: sets one of mimalloc's process-wide options, read on each purge decision
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) }
     }
+}
+
+/// The instruction sets the hand-written kernels come in (those that are dispatched at run
+/// time; see [`isa`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isa {
+    /// AVX-512F, 16 f32 lanes
+    Avx512,
+    /// AVX2 with FMA, 8 lanes
+    Avx2,
+    /// whatever the compiler makes of portable code for the build's target
+    Portable,
+}
+
+impl Isa {
+    pub const ALL: [Isa; 3] = [Isa::Avx512, Isa::Avx2, Isa::Portable];
+
+    /// Whether this CPU can run it.
+    pub fn available(self) -> bool {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+            }
+            Isa::Portable => true,
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+
+    /// The name `SFT_EVAL_CPU_ISA` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Avx512 => "avx512",
+            Isa::Avx2 => "avx2",
+            Isa::Portable => "portable",
+        }
+    }
+}
+
+/// The instruction set of the dispatched kernels: the widest this CPU has, or the one
+/// `SFT_EVAL_CPU_ISA` names (`avx512`, `avx2`, `portable`) when the CPU has it (else the widest,
+/// so a forced path never faults). Read once per process.
+pub fn isa() -> Isa {
+    static ISA: OnceLock<Isa> = OnceLock::new();
+    *ISA.get_or_init(|| {
+        let best = Isa::ALL
+            .into_iter()
+            .find(|i| i.available())
+            .unwrap_or(Isa::Portable);
+        let asked = std::env::var(crate::env_vars::SFT_EVAL_CPU_ISA).ok();
+        Isa::ALL
+            .into_iter()
+            .find(|i| asked.as_deref() == Some(i.name()) && i.available())
+            .unwrap_or(best)
+    })
 }
 
 /// Whether the model should take the fused path for `t`: CPU, f32, not switched off. The first
