@@ -40,7 +40,7 @@ pub enum OverContext {
 impl Default for EvalSettings {
     fn default() -> Self {
         EvalSettings {
-            batch_size: 8,
+            batch_size: 16,
             limit: 0,
             over_context: OverContext::Skip,
         }

@@ -37,7 +37,10 @@ pub struct EvalArgs {
     /// Write results JSON here (default: stdout).
     #[arg(long, short = 'o')]
     pub out: Option<PathBuf>,
-    #[arg(long, default_value_t = 8)]
+    /// Rows run together: prompts scored in one padded pass, and sequences generated side by side
+    /// (a finished row's place goes to the next waiting item). 16 measured fastest on CPU for
+    /// the 135M shape (reports/bench); larger suits a GPU. Part of the cache key.
+    #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
     /// Score only the first N items of each suite (0: all).
     #[arg(long, default_value_t = 0)]
