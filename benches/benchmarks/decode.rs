@@ -1,9 +1,16 @@
 //! Greedy decoding, batch 1: a 32-token prompt, then 32 new tokens one at a time from the KV
 //! cache (argmax each step), on random Llama weights of the small and the SmolLM2-135M shape.
 //! Throughput is new tokens per second. Device and dtype as in [`super::forward`].
+//!
+//! `generate/`: the suite runner's path, [`generate_batch`], on 32 prompts of 17 to 48 tokens,
+//! 32 new tokens each (random weights: no stop), at batch 1, 8 and 16; new tokens per second
+//! (the 135M shape only with `SFT_EVAL_BENCH_LARGE=1`).
 
 use candle_core::{DType, Device, Tensor, D};
 use criterion::{criterion_group, Criterion, Throughput};
+
+use sft_eval::model::generate::{generate_batch, BatchOptions, GenerateOptions, Job};
+use sft_eval::model::Tokenizer;
 
 use super::forward::{load_decoder, write_random_llama, SMALL, SMOL135M};
 use super::{bench_name, device, sync};
@@ -50,4 +57,58 @@ fn bench_decode(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench_decode);
+fn bench_generate(c: &mut Criterion) {
+    // the organism's tokenizer only turns ids into text (ids past its vocabulary decode to nothing)
+    let tok = Tokenizer::from_dir(&super::repo_root().join("models/organism")).unwrap();
+    // the 135M shape at batch 1 takes a minute per iteration: only with SFT_EVAL_BENCH_LARGE
+    let large = std::env::var_os("SFT_EVAL_BENCH_LARGE").is_some();
+    for s in [&SMALL, &SMOL135M]
+        .into_iter()
+        .take(if large { 2 } else { 1 })
+    {
+        let tmp = tempfile::tempdir().unwrap();
+        write_random_llama(s, tmp.path());
+        let dec = load_decoder(tmp.path());
+        let dev = device();
+        let prompts: Vec<Vec<u32>> = (0..32u32)
+            .map(|i| {
+                (0..17 + i)
+                    .map(|j| (i * 131 + j * 17) % s.vocab as u32)
+                    .collect()
+            })
+            .collect();
+        let opts = GenerateOptions {
+            max_new_tokens: NEW,
+            ..Default::default()
+        };
+        let jobs: Vec<Job> = prompts
+            .iter()
+            .map(|p| Job {
+                prompt: p,
+                opts: &opts,
+            })
+            .collect();
+        let mut g = c.benchmark_group("generate");
+        g.throughput(Throughput::Elements((NEW * jobs.len()) as u64));
+        g.sample_size(10);
+        let shape = s.name.split("_b").next().unwrap_or(s.name);
+        for batch in [1, 8, 16] {
+            g.bench_function(bench_name(&format!("{shape}_32x{NEW}_batch{batch}")), |b| {
+                b.iter(|| {
+                    generate_batch(
+                        &dec,
+                        &tok,
+                        &jobs,
+                        &BatchOptions::new(batch),
+                        &dev,
+                        &mut |_, _| {},
+                    )
+                    .unwrap()
+                })
+            });
+        }
+        g.finish();
+    }
+}
+
+criterion_group!(benches, bench_decode, bench_generate);
