@@ -154,6 +154,11 @@ mod x86 {
             let mut a1 = [_mm512_setzero_ps(); M];
             let mut c = 0;
             while c + 16 <= k {
+                // the next pair of rows, into L1 while this one computes: without it the
+                // weights' memory traffic and the FMAs take turns (measured: 85 ms for a 135M
+                // step of 8 rows against 55 ms to stream the weights alone)
+                _mm_prefetch::<_MM_HINT_T0>(w0.wrapping_add(c + 2 * k) as *const i8);
+                _mm_prefetch::<_MM_HINT_T0>(w1.wrapping_add(c + 2 * k) as *const i8);
                 let v0 = _mm512_loadu_ps(w0.add(c));
                 let v1 = _mm512_loadu_ps(w1.add(c));
                 for i in 0..M {
@@ -198,6 +203,10 @@ mod x86 {
             let mut acc = [_mm256_setzero_ps(); M];
             let mut c = 0;
             while c + 8 <= k {
+                // two rows ahead, as in the AVX-512 kernel (one line per two steps here)
+                if c % 16 == 0 {
+                    _mm_prefetch::<_MM_HINT_T0>(wp.wrapping_add(c + 2 * k) as *const i8);
+                }
                 let wv = _mm256_loadu_ps(wp.add(c));
                 for (i, a) in acc.iter_mut().enumerate() {
                     *a = _mm256_fmadd_ps(_mm256_loadu_ps(xp.add(i * k + c)), wv, *a);
