@@ -92,7 +92,11 @@ pub struct Job<'a> {
 pub struct BatchOptions {
     /// rows decoded together
     pub batch_size: usize,
-    /// start waiting prompts as soon as rows finish (else only when the whole batch has)
+    /// start waiting prompts once a quarter of the rows have finished (else only when the
+    /// whole batch has). Measured on the 135M shape, 48 prompts with budgets of 8–128 tokens,
+    /// 1 thread: batch 8 38.0 s without, 30.4 s refilling at every free row, 27.5 s at a
+    /// quarter; batch 16 26.7 / 25.8 / 23.3 s. On the tiny organism, whose answers end after
+    /// 4–23 tokens, refilling at every free row was 5–10% slower and a quarter costs nothing.
     pub refill: bool,
 }
 
@@ -119,8 +123,9 @@ struct Row {
 /// Jobs run longest prompt first; identical prompts that start together share one prefill (the
 /// samples of a pass@k item). A prefill runs the prompts of the rows that join, right-padded,
 /// and computes logits at each row's last position only. A row leaves the batch when it stops
-/// (end-of-sequence id, stop string, token budget) and, with `refill`, a waiting prompt takes its
-/// place: its cache joins the running one, padded to the same slots. `on_done(job, generation)`
+/// (end-of-sequence id, stop string, token budget); with `refill`, once a quarter of the batch
+/// is free, waiting prompts take the free places: their cache joins the running one, padded to
+/// the same slots. `on_done(job, generation)`
 /// is called as each job finishes. Results are in the order of `jobs`.
 pub fn generate_batch(
     decoder: &Decoder,
@@ -170,7 +175,10 @@ pub fn generate_batch(
     let ctx = |what: &str| ModelError::candle(format!("generation: {what}"));
     loop {
         let free = size - active.len();
-        if free > 0 && !queue.is_empty() && (batch.refill || active.is_empty()) {
+        if free > 0
+            && !queue.is_empty()
+            && ((batch.refill && 4 * free >= size) || active.is_empty())
+        {
             let mut group: Vec<Row> = queue.drain(..free.min(queue.len())).collect();
             let (mut group_cache, logits) = prefill(decoder, jobs, &group, device)?;
             let done = advance(tokenizer, jobs, &mut group, &logits, &mut out, on_done)?;
