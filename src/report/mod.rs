@@ -68,12 +68,13 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ReportError + '_ {
 }
 
 /// Write `contents` to `path` atomically: a temporary file in the same folder, then a rename, so a
-/// reader never sees half a file.
+/// reader never sees half a file. Missing parent folders are created (`-o runs/x/results.json`).
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), ReportError> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".report.")
         .tempfile_in(dir)

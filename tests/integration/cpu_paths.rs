@@ -216,7 +216,8 @@ fn every_decoding_path_is_forced_by_the_environment_and_generates_the_same() {
             .next()
             .unwrap()
             .to_string();
-        let out = ctx.join("r.json");
+        // (`-o` creates the folders it needs)
+        let out = ctx.join("runs/isa/r.json");
         ctx.cli(&[
             "eval".as_ref(),
             organism.as_os_str(),
