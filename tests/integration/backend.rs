@@ -353,6 +353,44 @@ fn generation_sends_stop_and_max_tokens_and_cuts_at_stop() {
     assert_eq!(body["stop"], json!(["Q:"]));
 }
 
+/// Generation for many items goes out `--concurrency` at a time and comes back in the items'
+/// order, with the token counts the server reports.
+#[test]
+fn batched_generation_keeps_the_order_and_reads_the_token_counts() {
+    let fake = FakeServer::start(Box::new(|_, b| {
+        let prompt = b["prompt"].as_str().unwrap_or("").to_string();
+        let n: u64 = prompt.trim_start_matches('p').parse().unwrap_or(0);
+        Some((
+            200,
+            json!({"choices": [{"text": format!("to {prompt}")}], "usage": {"completion_tokens": n + 1}})
+                .to_string(),
+        ))
+    }));
+    let mut o = opts(&fake.url);
+    o.concurrency = 4;
+    let b = OpenAiBackend::connect(o).unwrap();
+    let jobs: Vec<sft_eval::backend::GenerateJob> = (0..12)
+        .map(|i| sft_eval::backend::GenerateJob {
+            prompt: format!("p{i}"),
+            add_special_tokens: true,
+            request: sft_eval::backend::GenerateRequest {
+                max_new_tokens: 5,
+                decoding: Decoding::Greedy,
+                stop: vec![],
+            },
+        })
+        .collect();
+    let mut done = Vec::new();
+    let texts = b
+        .generate_batch(&jobs, 8, &mut |j, tokens| done.push((j, tokens)))
+        .unwrap();
+    let want: Vec<String> = (0..12).map(|i| format!("to p{i}")).collect();
+    assert_eq!(texts, want);
+    done.sort();
+    assert_eq!(done, (0..12).map(|i| (i, Some(i + 1))).collect::<Vec<_>>());
+    assert_eq!(fake.completions(), 12);
+}
+
 /// A server that dies after the first suite: `eval` fails naming the URL, and a rerun against
 /// the restarted server takes the finished suite from the cache (no request for it).
 #[test]
