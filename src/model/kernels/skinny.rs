@@ -27,13 +27,14 @@ const BLOCK: usize = 32;
 /// Whether `x·wᵀ` takes this path: CPU f32, fused kernels on, `x` of at most [`MAX_ROWS`]
 /// rows, `w` a contiguous `[out, in]` matrix.
 pub fn applies(x: &Tensor, w: &Tensor) -> bool {
-    super::enabled(x)
-        && w.dtype() == candle_core::DType::F32
+    // `enabled` last: it counts a fused-path decision, which tests read to know a kernel ran
+    w.dtype() == candle_core::DType::F32
         && w.device().is_cpu()
         && w.rank() == 2
         && w.is_contiguous()
         && x.rank() == 2
         && x.dim(0).is_ok_and(|m| m <= MAX_ROWS)
+        && super::enabled(x)
 }
 
 /// `x·wᵀ` (`x` `[m, k]`, `w` `[n, k]`), with gradients to both.
