@@ -183,9 +183,7 @@ pub fn generate_batch(
             let (mut group_cache, logits) = prefill(decoder, jobs, &group, device)?;
             let done = advance(tokenizer, jobs, &mut group, &logits, &mut out, on_done)?;
             if !done.is_empty() {
-                let keep = kept(group.len(), &done);
-                group_cache = group_cache.select_rows(&keep).map_err(ctx("cache"))?;
-                group = remove(group, &done);
+                (group, group_cache, _) = take_rows(group, &group_cache, &done)?;
             }
             if !group.is_empty() {
                 cache = if active.is_empty() {
@@ -207,14 +205,9 @@ pub fn generate_batch(
                 .filter(|&i| cache.lengths()[i] == b)
                 .collect();
             if !crossing.is_empty() {
-                cache = cache
-                    .select_rows(&kept(active.len(), &crossing))
-                    .map_err(ctx("cache"))?;
-                let mut rows = active.into_iter().enumerate();
-                let (restart, stay): (Vec<_>, Vec<_>) =
-                    rows.by_ref().partition(|(i, _)| crossing.contains(i));
-                active = stay.into_iter().map(|(_, r)| r).collect();
-                for (_, r) in restart.into_iter().rev() {
+                let restart;
+                (active, cache, restart) = take_rows(active, &cache, &crossing)?;
+                for r in restart.into_iter().rev() {
                     queue.push_front(r);
                 }
                 continue;
@@ -232,8 +225,7 @@ pub fn generate_batch(
             .map_err(ctx("forward"))?;
         let done = advance(tokenizer, jobs, &mut active, &logits, &mut out, on_done)?;
         if !done.is_empty() {
-            cache = cache.select_rows(&kept(b, &done)).map_err(ctx("cache"))?;
-            active = remove(active, &done);
+            (active, cache, _) = take_rows(active, &cache, &done)?;
             if cache.dead_fraction() > 0.25 {
                 cache.compact().map_err(ctx("cache"))?;
             }
@@ -405,21 +397,26 @@ fn stopped(
     Ok(None)
 }
 
-/// Indices `0..n` without those in `drop` (ascending).
-fn kept(n: usize, drop: &[usize]) -> Vec<usize> {
-    (0..n).filter(|i| !drop.contains(i)).collect()
-}
-
-fn remove(rows: Vec<Row>, drop: &[usize]) -> Vec<Row> {
-    rows.into_iter()
+/// Take rows `idx` out of a batch: the rows that stay with their cache, and the rows taken.
+fn take_rows(
+    rows: Vec<Row>,
+    cache: &KvCache,
+    idx: &[usize],
+) -> Result<(Vec<Row>, KvCache, Vec<Row>), ModelError> {
+    let stay: Vec<usize> = (0..rows.len()).filter(|i| !idx.contains(i)).collect();
+    let cache = cache
+        .select_rows(&stay)
+        .map_err(ModelError::candle("generation: cache"))?;
+    let (taken, kept): (Vec<_>, Vec<_>) = rows
+        .into_iter()
         .enumerate()
-        .filter(|(i, _)| !drop.contains(i))
-        .map(|(_, r)| r)
-        .collect()
+        .partition(|(i, _)| idx.contains(i));
+    let strip = |v: Vec<(usize, Row)>| v.into_iter().map(|(_, r)| r).collect();
+    Ok((strip(kept), cache, strip(taken)))
 }
 
 /// Earliest occurrence of any stop string: (byte offset, the string).
-fn first_stop<'a>(text: &str, stops: &'a [String]) -> Option<(usize, &'a str)> {
+pub fn first_stop<'a>(text: &str, stops: &'a [String]) -> Option<(usize, &'a str)> {
     stops
         .iter()
         .filter(|s| !s.is_empty())

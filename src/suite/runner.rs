@@ -307,7 +307,8 @@ pub fn run_suite(
             cluster: item.cluster.clone(),
             label: item.label.clone(),
         };
-        let response = match request {
+        // continuations and generations wait to run batched with other items'
+        let next = match request {
             Request::Continuations(conts) => {
                 let reqs = conts
                     .iter()
@@ -317,42 +318,20 @@ pub fn run_suite(
                         add_special_tokens: special,
                     })
                     .collect();
-                pending.push(Pending {
-                    r,
-                    item,
-                    line,
-                    waits: Waits::Continuations { conts, reqs },
-                });
-                if pending.len() >= window {
-                    run.flush(model, settings, &mut pending, &item_error, obs)?;
-                    obs.item(line);
-                }
-                continue;
+                Next::Wait(Waits::Continuations { conts, reqs })
             }
-            Request::Generate(reqs) => {
-                let jobs = reqs
-                    .into_iter()
+            Request::Generate(reqs) => Next::Wait(Waits::Generations(
+                reqs.into_iter()
                     .map(|request| GenerateJob {
                         prompt: prompt.clone(),
                         add_special_tokens: special,
                         request,
                     })
-                    .collect();
-                pending.push(Pending {
-                    r,
-                    item,
-                    line,
-                    waits: Waits::Generations(jobs),
-                });
-                if pending.len() >= window {
-                    run.flush(model, settings, &mut pending, &item_error, obs)?;
-                    obs.item(line);
-                }
-                continue;
-            }
+                    .collect(),
+            )),
             Request::Rolling(text) => {
                 let (logprob, tokens) = model.loglikelihood_rolling(&text, settings.batch_size)?;
-                Response::Total { logprob, tokens }
+                Next::Now(Response::Total { logprob, tokens })
             }
             Request::Reference(target) => {
                 let req = Continuation {
@@ -361,15 +340,31 @@ pub fn run_suite(
                     add_special_tokens: special,
                 };
                 let l = model.loglikelihood(std::slice::from_ref(&req), 1)?[0];
-                Response::Total {
+                Next::Now(Response::Total {
                     logprob: l.logprob,
                     tokens: l.tokens,
-                }
+                })
             }
         };
-        run.finish(r, item, response)
-            .map_err(|reason| item_error(line, reason))?;
-        obs.item(line);
+        let waits = match next {
+            Next::Wait(w) => w,
+            Next::Now(response) => {
+                run.finish(r, item, response)
+                    .map_err(|reason| item_error(line, reason))?;
+                obs.item(line);
+                continue;
+            }
+        };
+        pending.push(Pending {
+            r,
+            item,
+            line,
+            waits,
+        });
+        if pending.len() >= window {
+            run.flush(model, settings, &mut pending, &item_error, obs)?;
+            obs.item(line);
+        }
     }
     if !pending.is_empty() {
         run.flush(model, settings, &mut pending, &item_error, obs)?;
@@ -508,6 +503,12 @@ struct Pending<'a> {
     /// its line in the items file
     line: usize,
     waits: Waits,
+}
+
+/// What an item's request needs: to wait and run with other items', or nothing more.
+enum Next<'a> {
+    Wait(Waits),
+    Now(Response<'a>),
 }
 
 enum Waits {
