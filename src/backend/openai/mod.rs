@@ -16,8 +16,6 @@
 //! retried with exponential backoff; every request has a timeout. Errors name the URL.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -25,8 +23,11 @@ use sha2::{Digest, Sha256};
 
 use super::{BackendError, Continuation, GenerateJob, GenerateRequest, LanguageModel};
 use crate::model::generate::Decoding;
+
+mod response;
 use crate::model::score::LogLik;
 use crate::model::{ChatTemplate, Tokenizer};
+use response::{cut_at_stop, parse_echo, snippet, EchoToken};
 
 /// How to reach a served model.
 #[derive(Debug, Clone)]
@@ -389,81 +390,6 @@ impl OpenAiBackend {
     }
 }
 
-#[derive(Debug, Clone, PartialEq)]
-struct EchoToken {
-    offset: usize,
-    logprob: Option<f64>,
-    /// the best log-probability at this position (top_logprobs), where given
-    top: Option<f64>,
-}
-
-fn snippet(s: &str) -> String {
-    let s = s.trim();
-    if s.chars().count() > 300 {
-        format!("{}…", s.chars().take(300).collect::<String>())
-    } else {
-        s.to_string()
-    }
-}
-
-/// Read `choices[0].logprobs` of an echo response for `prompt`.
-fn parse_echo(v: &Value, prompt: &str) -> Result<Vec<EchoToken>, String> {
-    let lp = v
-        .pointer("/choices/0/logprobs")
-        .filter(|x| !x.is_null())
-        .ok_or("the response has no `choices[0].logprobs`: the server ignored `logprobs`/`echo` (a chat-only or incompatible server cannot score log-likelihoods)")?;
-    let offsets = lp
-        .get("text_offset")
-        .and_then(Value::as_array)
-        .ok_or("the response's logprobs have no `text_offset`")?;
-    let lps = lp
-        .get("token_logprobs")
-        .and_then(Value::as_array)
-        .ok_or("the response's logprobs have no `token_logprobs`")?;
-    if offsets.len() != lps.len() {
-        return Err(format!(
-            "`text_offset` has {} entries and `token_logprobs` {}",
-            offsets.len(),
-            lps.len()
-        ));
-    }
-    let tops = lp.get("top_logprobs").and_then(Value::as_array);
-    let total = prompt.chars().count();
-    let mut out = Vec::new();
-    for (i, (o, l)) in offsets.iter().zip(lps).enumerate() {
-        let offset = o.as_u64().ok_or("a `text_offset` is not a number")? as usize;
-        if offset >= total && !out.is_empty() {
-            break; // the generated token
-        }
-        let top = tops
-            .and_then(|t| t.get(i))
-            .and_then(Value::as_object)
-            .and_then(|m| m.values().filter_map(Value::as_f64).reduce(f64::max));
-        out.push(EchoToken {
-            offset,
-            logprob: l.as_f64(),
-            top,
-        });
-    }
-    if out.is_empty() {
-        return Err("the response echoed no prompt tokens".into());
-    }
-    Ok(out)
-}
-
-/// Earliest occurrence of any stop string, as byte offset.
-fn cut_at_stop(text: &str, stops: &[String]) -> String {
-    let at = stops
-        .iter()
-        .filter(|s| !s.is_empty())
-        .filter_map(|s| text.find(s.as_str()))
-        .min();
-    match at {
-        Some(a) => text[..a].to_string(),
-        None => text.to_string(),
-    }
-}
-
 impl LanguageModel for OpenAiBackend {
     fn describe(&self) -> String {
         format!("`{}` at {}", self.opts.model, self.opts.base_url)
@@ -486,7 +412,7 @@ impl LanguageModel for OpenAiBackend {
         requests: &[Continuation],
         _batch_size: usize,
     ) -> Result<Vec<LogLik>, BackendError> {
-        self.fan_out(requests, |r| self.loglik_one(r), &mut |_, _| {})
+        self.fan_out(requests, |r| self.loglik_one(r))
     }
 
     fn loglikelihood_rolling(
@@ -509,72 +435,44 @@ impl LanguageModel for OpenAiBackend {
         self.generate_one(prompt, request).map(|(text, _)| text)
     }
 
-    /// Up to `--concurrency` requests in flight (a server such as vLLM batches them).
+    /// Up to `--concurrency` requests in flight (a server such as vLLM batches them); `on_done`
+    /// is called once all have come back.
     fn generate_batch(
         &self,
         jobs: &[GenerateJob],
         _batch_size: usize,
         on_done: &mut dyn FnMut(usize, Option<usize>),
     ) -> Result<Vec<String>, BackendError> {
-        let out = self.fan_out(
-            jobs,
-            |j| self.generate_one(&j.prompt, &j.request),
-            &mut |i, (_, tokens)| on_done(i, *tokens),
-        )?;
-        Ok(out.into_iter().map(|(text, _)| text).collect())
+        let out = self.fan_out(jobs, |j| self.generate_one(&j.prompt, &j.request))?;
+        Ok(out
+            .into_iter()
+            .enumerate()
+            .map(|(i, (text, tokens))| {
+                on_done(i, tokens);
+                text
+            })
+            .collect())
     }
 }
 
 impl OpenAiBackend {
-    /// Run `one` on every item on up to `--concurrency` threads; `done(i, result)` is called on
-    /// this thread as each finishes. The first error stops the rest.
+    /// Run `one` on every item, up to `--concurrency` at once (a pool of its own, so that
+    /// waiting on the network never holds the compute threads); results in the items' order,
+    /// the first error stops the rest.
     fn fan_out<T: Sync, R: Send>(
         &self,
         items: &[T],
         one: impl Fn(&T) -> Result<R, BackendError> + Sync,
-        done: &mut dyn FnMut(usize, &R),
     ) -> Result<Vec<R>, BackendError> {
-        let next = AtomicUsize::new(0);
-        let first_err: Mutex<Option<BackendError>> = Mutex::new(None);
+        use rayon::prelude::*;
         let workers = self.opts.concurrency.clamp(1, items.len().max(1));
-        let mut out: Vec<Option<R>> = (0..items.len()).map(|_| None).collect();
-        std::thread::scope(|s| {
-            let (tx, rx) = std::sync::mpsc::channel::<(usize, R)>();
-            for _ in 0..workers {
-                let tx = tx.clone();
-                let (next, first_err, one) = (&next, &first_err, &one);
-                s.spawn(move || loop {
-                    if first_err.lock().expect("lock").is_some() {
-                        return;
-                    }
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(item) = items.get(i) else { return };
-                    match one(item) {
-                        Ok(r) => {
-                            if tx.send((i, r)).is_err() {
-                                return;
-                            }
-                        }
-                        Err(e) => {
-                            first_err.lock().expect("lock").get_or_insert(e);
-                            return;
-                        }
-                    }
-                });
-            }
-            drop(tx);
-            for (i, r) in rx {
-                done(i, &r);
-                out[i] = Some(r);
-            }
-        });
-        if let Some(e) = first_err.into_inner().expect("lock") {
-            return Err(e);
-        }
-        Ok(out
-            .into_iter()
-            .map(|r| r.expect("every request answered"))
-            .collect())
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(workers)
+            .build()
+            .map_err(|e| {
+                BackendError::Unsupported(format!("cannot start {workers} request threads: {e}"))
+            })?;
+        pool.install(|| items.par_iter().map(&one).collect())
     }
 
     /// One completion: the text cut at the first stop string, and the generated tokens where
@@ -620,40 +518,5 @@ impl OpenAiBackend {
             .and_then(Value::as_u64)
             .map(|n| n as usize);
         Ok((cut_at_stop(text, &request.stop), tokens))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn echo_parsing_drops_the_generated_token_and_reads_top_logprobs() {
-        let v = json!({"choices": [{"text": "ab c!", "logprobs": {
-            "tokens": ["a", "b", " c", "!"],
-            "text_offset": [0, 1, 2, 4],
-            "token_logprobs": [null, -1.0, -2.0, -0.5],
-            "top_logprobs": [null, {"b": -1.0}, {" d": -0.1, " c": -2.0}, {"!": -0.5}]
-        }}]});
-        let t = parse_echo(&v, "ab c").unwrap();
-        assert_eq!(t.len(), 3);
-        assert_eq!(t[2].top, Some(-0.1));
-        assert_eq!(t[0].logprob, None);
-    }
-
-    #[test]
-    fn a_response_without_logprobs_is_an_error() {
-        let v = json!({"choices": [{"text": "x", "logprobs": null}]});
-        assert!(parse_echo(&v, "x")
-            .unwrap_err()
-            .contains("no `choices[0].logprobs`"));
-    }
-
-    #[test]
-    fn stop_strings_cut_the_text() {
-        assert_eq!(
-            cut_at_stop("42\n\nQ: x", &["\n\n".into(), "Q:".into()]),
-            "42"
-        );
     }
 }
