@@ -48,12 +48,17 @@ pub struct TrainConfig {
     /// L2-SP: `λ/2 · Σ (θ − θ₀)²` added to the loss (0 = off)
     pub l2sp: f64,
     pub kl: Option<KlConfig>,
+    /// EWC: `λ/2 · Σ F·(θ − θ₀)²` with the base's diagonal Fisher on a data file
+    pub ewc: Option<EwcConfig>,
     pub lora: Option<LoraConfig>,
     pub eval: Option<EvalConfig>,
     /// optimizer steps between checkpoints (0: only at the end)
     pub checkpoint_every: usize,
     /// how many periodic checkpoints to keep
     pub keep_checkpoints: usize,
+    /// where statistics of the base are cached (the EWC Fisher, the watched suites' results):
+    /// the evaluation cache `sft-eval eval` uses
+    pub cache_dir: PathBuf,
 }
 
 impl Default for TrainConfig {
@@ -81,10 +86,12 @@ impl Default for TrainConfig {
             freeze: FreezeSpec::default(),
             l2sp: 0.0,
             kl: None,
+            ewc: None,
             lora: None,
             eval: None,
             checkpoint_every: 0,
             keep_checkpoints: 2,
+            cache_dir: PathBuf::from(".sft-eval-cache"),
         }
     }
 }
@@ -126,6 +133,23 @@ pub struct KlConfig {
     /// rows of `data` per micro-batch (default: the batch size)
     #[serde(default)]
     pub data_rows: Option<usize>,
+}
+
+/// Elastic weight consolidation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EwcConfig {
+    /// weight λ of `λ/2 · Σ F·(θ − θ₀)²`
+    pub lambda: f64,
+    /// data (JSONL) the base's Fisher is taken on: what the base should keep doing
+    pub data: PathBuf,
+    /// records of `data` the Fisher averages over (the first usable ones)
+    #[serde(default = "default_ewc_samples")]
+    pub samples: usize,
+}
+
+fn default_ewc_samples() -> usize {
+    64
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use candle_core::{DType, Tensor, Var};
 
+use super::{Regularizer, Setup};
 use crate::train::TrainError;
 
 pub struct L2Sp {
@@ -41,6 +42,42 @@ impl L2Sp {
             None => Tensor::new(0f32, &candle_core::Device::Cpu)?,
         };
         Ok((total * (self.lambda / 2.0))?)
+    }
+}
+
+pub(super) fn build(s: &mut Setup) -> Result<Option<Box<dyn Regularizer>>, TrainError> {
+    if s.cfg.l2sp <= 0.0 {
+        return Ok(None);
+    }
+    Ok(Some(Box::new(L2Sp::new(s.cfg.l2sp, reference(s)?))))
+}
+
+/// θ₀ of every trainable variable: read from the base checkpoint (LoRA: the adapters' initial
+/// values, B = 0).
+pub(super) fn reference(s: &Setup) -> Result<BTreeMap<String, Tensor>, TrainError> {
+    let mut out = BTreeMap::new();
+    for (name, var) in s.vars {
+        let t0 = if s.cfg.lora.is_some() {
+            var.as_tensor().copy()?.detach()
+        } else {
+            s.model
+                .params
+                .files
+                .load(name, s.device())?
+                .to_dtype(DType::F32)?
+        };
+        out.insert(name.clone(), t0);
+    }
+    Ok(out)
+}
+
+impl Regularizer for L2Sp {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn weight_term(&self, vars: &BTreeMap<String, Var>) -> Result<Option<Tensor>, TrainError> {
+        Ok(Some(self.penalty(vars)?))
     }
 }
 

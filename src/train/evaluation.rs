@@ -1,0 +1,86 @@
+//! Evaluation during a run: held-out task loss, the probe KL (forgetting budget), which
+//! checkpoint is best, and when to stop early.
+
+use super::config::EvalConfig;
+use super::forward::{mean_loss, probe_kl};
+use super::run::Run;
+use super::{EvalRecord, TrainError};
+
+/// What one evaluation decided.
+pub(crate) struct EvalOutcome {
+    /// the line it adds to `log.jsonl`
+    pub log_line: serde_json::Value,
+    /// `best/` was written from the current weights
+    pub best_written: bool,
+    /// why the run stops here, if it does
+    pub stop: Option<String>,
+}
+
+impl Run<'_> {
+    /// Evaluate after optimizer step `step`.
+    pub(crate) fn evaluate_at(
+        &mut self,
+        step: usize,
+        e: &EvalConfig,
+    ) -> Result<EvalOutcome, TrainError> {
+        let eval_loss = if self.data.eval.is_empty() {
+            None
+        } else {
+            Some(mean_loss(
+                &self.model.decoder,
+                &self.data.eval,
+                self.cfg.batch_size,
+                self.model.device(),
+            )?)
+        };
+        let probe = match &self.base {
+            Some(b) if !self.probes.is_empty() => Some(probe_kl(
+                &self.model.decoder,
+                &b.decoder,
+                &self.probes,
+                self.model.device(),
+            )?),
+            _ => None,
+        };
+        let over_budget = matches!((probe, e.max_kl), (Some(p), Some(m)) if p > m);
+        let improved = !over_budget
+            && match (eval_loss, self.state.best_eval) {
+                (Some(l), Some(b)) => l < b - e.min_delta,
+                (Some(_), None) => true,
+                (None, _) => true,
+            };
+        if improved {
+            self.state.best_eval = eval_loss.or(self.state.best_eval);
+            self.state.bad_evals = 0;
+            let best = self.dir.join("best");
+            self.export(&best)?;
+        } else {
+            self.state.bad_evals += 1;
+        }
+        self.observer.eval(&EvalRecord {
+            step,
+            eval_loss,
+            probe_kl: probe,
+            improved,
+        });
+        let stop = if over_budget {
+            Some(format!(
+                "forgetting budget: probe KL {:.4} > {:.4} at step {step}",
+                probe.unwrap_or(0.0),
+                e.max_kl.unwrap_or(0.0)
+            ))
+        } else if e.patience > 0 && self.state.bad_evals >= e.patience {
+            Some(format!(
+                "early stopping: no eval improvement in {} evaluations (step {step})",
+                e.patience
+            ))
+        } else {
+            None
+        };
+        Ok(EvalOutcome {
+            log_line: serde_json::json!({"step": step, "eval_loss": eval_loss, "probe_kl": probe}),
+            best_written: improved,
+            stop,
+        })
+    }
+}
