@@ -67,6 +67,10 @@ pub fn read_loss_log(path: &Path) -> Result<LossLog, ReportError> {
             .get("step")
             .and_then(serde_json::Value::as_f64)
             .ok_or_else(|| bad("no numeric `step`".into()))?;
+        if obj.contains_key("watch") {
+            // a capability watch (`train --watch`): read by `read_watch_log`
+            continue;
+        }
         let (key, to) = if obj.contains_key("loss") {
             ("loss", &mut log.train)
         } else if obj.contains_key("eval_loss") {

@@ -17,6 +17,11 @@ pub(crate) struct TrainerState {
     pub tokens_seen: usize,
     pub best_eval: Option<f64>,
     pub bad_evals: usize,
+    /// the capability watch's choice so far
+    #[serde(default)]
+    pub watch: super::watch::Selector,
+    #[serde(default)]
+    pub best_watch_step: Option<usize>,
 }
 
 const STATE_FILE: &str = "trainer_state.json";

@@ -52,6 +52,8 @@ pub struct TrainConfig {
     pub ewc: Option<EwcConfig>,
     pub lora: Option<LoraConfig>,
     pub eval: Option<EvalConfig>,
+    /// capability suites scored during the run against the base (`--watch`)
+    pub watch: Option<WatchConfig>,
     /// optimizer steps between checkpoints (0: only at the end)
     pub checkpoint_every: usize,
     /// how many periodic checkpoints to keep
@@ -89,6 +91,7 @@ impl Default for TrainConfig {
             ewc: None,
             lora: None,
             eval: None,
+            watch: None,
             checkpoint_every: 0,
             keep_checkpoints: 2,
             cache_dir: PathBuf::from(".sft-eval-cache"),
@@ -197,4 +200,60 @@ pub struct EvalConfig {
     /// stop once the probe KL exceeds this
     #[serde(default)]
     pub max_kl: Option<f64>,
+}
+
+/// Capability watch: suites scored every `every` steps on their first `limit` items, paired
+/// with the base's results and judged by a gate policy; `best/` is the checkpoint with the
+/// best new-task score among those that pass on every other watched suite.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchConfig {
+    /// suite names (under `suites_dir`) or folders, as `sft-eval eval --suites` takes them
+    pub suites: Vec<String>,
+    #[serde(default = "default_suites_dir")]
+    pub suites_dir: PathBuf,
+    /// optimizer steps between watches (and one after the last step)
+    #[serde(default = "default_watch_every")]
+    pub every: usize,
+    /// score the first N items of each suite (0: all); the same items every time
+    #[serde(default)]
+    pub limit: usize,
+    /// gate policy (gate.toml) the watched suites must pass; default: `sft-eval gate`'s
+    #[serde(default)]
+    pub policy: Option<PathBuf>,
+    /// the suite (one of `suites`) that measures the new task: its score picks `best/`, and it
+    /// is not gated
+    #[serde(default)]
+    pub new_task: Option<String>,
+    /// stop once this many watches in a row fail the policy (0: never)
+    #[serde(default)]
+    pub patience: usize,
+    /// rows scored together
+    #[serde(default = "default_watch_batch")]
+    pub batch_size: usize,
+}
+
+fn default_suites_dir() -> PathBuf {
+    PathBuf::from("suites")
+}
+fn default_watch_every() -> usize {
+    50
+}
+fn default_watch_batch() -> usize {
+    16
+}
+
+impl WatchConfig {
+    pub fn new(suites: Vec<String>) -> WatchConfig {
+        WatchConfig {
+            suites,
+            suites_dir: default_suites_dir(),
+            every: default_watch_every(),
+            limit: 0,
+            policy: None,
+            new_task: None,
+            patience: 0,
+            batch_size: default_watch_batch(),
+        }
+    }
 }

@@ -4,6 +4,7 @@
 use super::config::EvalConfig;
 use super::forward::{mean_loss, probe_kl};
 use super::run::Run;
+use super::watch::WatchRecord;
 use super::{EvalRecord, TrainError};
 
 /// What one evaluation decided.
@@ -49,11 +50,15 @@ impl Run<'_> {
                 (Some(_), None) => true,
                 (None, _) => true,
             };
+        // with a capability watch, the watch chooses `best/`; the held-out loss still stops
+        let best_written = improved && self.watch.is_none();
         if improved {
             self.state.best_eval = eval_loss.or(self.state.best_eval);
             self.state.bad_evals = 0;
-            let best = self.dir.join("best");
-            self.export(&best)?;
+            if best_written {
+                let best = self.dir.join("best");
+                self.export(&best)?;
+            }
         } else {
             self.state.bad_evals += 1;
         }
@@ -79,8 +84,36 @@ impl Run<'_> {
         };
         Ok(EvalOutcome {
             log_line: serde_json::json!({"step": step, "eval_loss": eval_loss, "probe_kl": probe}),
-            best_written: improved,
+            best_written,
             stop,
         })
+    }
+
+    /// Watch the capability suites after optimizer step `step`: score, judge, keep `best/`,
+    /// and say why the run stops, if it does.
+    pub(crate) fn watch_at(
+        &mut self,
+        step: usize,
+    ) -> Result<(WatchRecord, Option<String>), TrainError> {
+        let w = self.watch.as_ref().expect("a watch is set up");
+        let patience = w.cfg.patience;
+        let mut rec = w.score(&self.model, step)?;
+        let d = self.state.watch.observe(rec.passed, rec.new_task, patience);
+        rec.best = d.best;
+        rec.failed_in_row = self.state.watch.failed_in_row;
+        if d.best {
+            self.export(&self.dir.join("best"))?;
+            self.state.best_watch_step = Some(step);
+        }
+        self.timing.0 += 1;
+        self.timing.1 += rec.seconds;
+        self.observer.watch(&rec);
+        let stop = d.stop.then(|| {
+            format!(
+                "capability watch: the watched suites failed the policy in {} watches in a row (step {step})",
+                rec.failed_in_row
+            )
+        });
+        Ok((rec, stop))
     }
 }

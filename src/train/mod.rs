@@ -23,6 +23,7 @@ pub mod sampler;
 pub mod schedule;
 pub mod settings;
 mod step;
+pub mod watch;
 
 use std::path::{Path, PathBuf};
 
@@ -56,6 +57,23 @@ pub enum TrainError {
     },
     #[error("{0}")]
     Candle(#[from] candle_core::Error),
+    /// a watched suite that cannot be loaded or scored
+    #[error(transparent)]
+    Suite(Box<crate::suite::SuiteError>),
+    /// a watch that cannot be judged (the policy, the pairing)
+    #[error("capability watch: {0}")]
+    Gate(Box<crate::gate::GateError>),
+}
+
+impl From<crate::suite::SuiteError> for TrainError {
+    fn from(e: crate::suite::SuiteError) -> Self {
+        TrainError::Suite(Box::new(e))
+    }
+}
+impl From<crate::gate::GateError> for TrainError {
+    fn from(e: crate::gate::GateError) -> Self {
+        TrainError::Gate(Box::new(e))
+    }
 }
 
 impl From<crate::model::tokenizer::TokenizerError> for TrainError {
@@ -77,6 +95,8 @@ impl TrainError {
             TrainError::NonFinite { .. } => {
                 Some("lower the learning rate, or check the data for empty or huge examples".into())
             }
+            TrainError::Suite(e) => e.hint(),
+            TrainError::Gate(e) => e.hint(),
             TrainError::Resume(_) => {
                 Some("resume with the same run directory the run was started in".into())
             }
@@ -104,6 +124,21 @@ pub struct RunSummary {
     pub truncated: usize,
     pub trainable_parameters: usize,
     pub last_loss: Option<f64>,
+    /// with `--watch`: what the capability watch cost and chose
+    pub watch: Option<WatchSummary>,
+}
+
+/// The capability watch of a finished run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WatchSummary {
+    pub watches: usize,
+    /// time spent scoring the watched suites (the base's scores not included)
+    pub seconds: f64,
+    /// time spent in optimizer steps
+    pub train_seconds: f64,
+    /// the step `best/` was taken at; `None`: no watch passed the policy
+    pub best_step: Option<usize>,
+    pub best_new_task: Option<f64>,
 }
 /// Train `cfg` in `run_dir`. With `resume`, continue from the newest checkpoint there (the
 /// settings are read from the run's `config.json`).

@@ -34,6 +34,8 @@ pub trait TrainObserver {
     fn start(&mut self, _total_steps: usize, _first_step: usize) {}
     fn step(&mut self, _r: &StepRecord) {}
     fn eval(&mut self, _r: &EvalRecord) {}
+    /// after each capability watch (`--watch`)
+    fn watch(&mut self, _r: &super::watch::WatchRecord) {}
     fn note(&mut self, _message: &str) {}
     fn end(&mut self) {}
 }

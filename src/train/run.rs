@@ -16,7 +16,8 @@ use super::encode::Encoder;
 use super::optim::AdamW;
 use super::regularizer::{self, Regularizer, Setup};
 use super::sampler::{self, plan, PlanConfig, Ref};
-use super::{io, lora, RunSummary, TrainConfig, TrainError, TrainObserver};
+use super::watch::Watch;
+use super::{io, lora, RunSummary, TrainConfig, TrainError, TrainObserver, WatchSummary};
 use crate::data::read_jsonl;
 use crate::model::checkpoint::write_json;
 use crate::model::{LoadOptions, Model, ModelError};
@@ -36,6 +37,10 @@ pub(crate) struct Run<'o> {
     pub base: Option<Arc<Model>>,
     pub state: TrainerState,
     pub observer: &'o mut dyn TrainObserver,
+    /// the capability watch, when on
+    pub watch: Option<Watch>,
+    /// (watches, seconds watching, seconds in optimizer steps) in this invocation
+    pub timing: (usize, f64, f64),
 }
 
 impl<'o> Run<'o> {
@@ -105,6 +110,16 @@ impl<'o> Run<'o> {
         };
         let plan = plan(&plan_cfg, &data.train, &data.replay);
         let opt = AdamW::new(&vars, cfg.adam)?;
+        let watch = match &cfg.watch {
+            Some(w) => {
+                observer.note(&format!(
+                    "capability watch: scoring the base on {} (cached after the first run)",
+                    w.suites.join(", ")
+                ));
+                Some(Watch::setup(&cfg, w)?)
+            }
+            None => None,
+        };
         let mut base = None;
         let regularizers = regularizer::build_all(&mut Setup::new(
             &cfg,
@@ -139,6 +154,8 @@ impl<'o> Run<'o> {
             base,
             state: TrainerState::default(),
             observer,
+            watch,
+            timing: (0, 0.0, 0.0),
         })
     }
 
@@ -175,6 +192,7 @@ impl<'o> Run<'o> {
         while self.state.step < total {
             let t0 = Instant::now();
             let rec = self.step(self.state.step, t0)?;
+            self.timing.2 += t0.elapsed().as_secs_f64();
             last_loss = Some(rec.loss);
             let mut line = serde_json::to_string(&rec).expect("record serialises");
             line.push('\n');
@@ -191,6 +209,20 @@ impl<'o> Run<'o> {
                         best_dir = Some(self.dir.join("best"));
                     }
                     stopped = outcome.stop;
+                }
+            }
+            if let Some(every) = self.watch.as_ref().map(|w| w.cfg.every) {
+                if stopped.is_none() && (step.is_multiple_of(every) || step == total) {
+                    let (rec, stop) = self.watch_at(step)?;
+                    let mut line =
+                        serde_json::to_string(&serde_json::json!({"step": step, "watch": rec}))
+                            .expect("record serialises");
+                    line.push('\n');
+                    log.write_all(line.as_bytes()).map_err(io(&log_path))?;
+                    if rec.best {
+                        best_dir = Some(self.dir.join("best"));
+                    }
+                    stopped = stop;
                 }
             }
             if self.cfg.checkpoint_every > 0
@@ -220,6 +252,13 @@ impl<'o> Run<'o> {
             truncated: self.data.truncated,
             trainable_parameters: self.vars.values().map(|v| v.elem_count()).sum(),
             last_loss,
+            watch: self.watch.as_ref().map(|_| WatchSummary {
+                watches: self.timing.0,
+                seconds: self.timing.1,
+                train_seconds: self.timing.2,
+                best_step: self.state.best_watch_step,
+                best_new_task: self.state.watch.best.filter(|b| b.is_finite()),
+            }),
         };
         write_json(
             &self.dir.join("summary.json"),

@@ -51,6 +51,42 @@ pub(crate) fn validate(cfg: &TrainConfig) -> Result<(), TrainError> {
             return bad("kl data_rows must be at least 1");
         }
     }
+    if let Some(e) = &cfg.ewc {
+        if !non_negative(e.lambda) {
+            return bad("ewc (its lambda) must be a non-negative number");
+        }
+        if e.samples == 0 {
+            return bad("ewc samples must be at least 1");
+        }
+        if !e.data.is_file() {
+            return Err(TrainError::DataFile(DataError::Io {
+                path: e.data.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "EWC data file not found",
+                ),
+            }));
+        }
+    }
+    if let Some(w) = &cfg.watch {
+        if w.suites.is_empty() {
+            return bad("watch needs at least one suite");
+        }
+        if w.every == 0 || w.batch_size == 0 {
+            return bad("watch.every and watch.batch_size must be at least 1");
+        }
+        if let Some(t) = &w.new_task {
+            if !w.suites.iter().any(|s| s == t) {
+                return bad(&format!(
+                    "new_task `{t}` is not one of the watched suites ({}); add it to --watch",
+                    w.suites.join(", ")
+                ));
+            }
+            if w.suites.len() < 2 {
+                return bad("the watch needs a capability suite besides the new task to gate");
+            }
+        }
+    }
     if let Some(l) = &cfg.lora {
         if l.r == 0 || !(l.alpha.is_finite() && l.alpha > 0.0) || l.targets.is_empty() {
             return bad("LoRA needs r ≥ 1, a positive alpha and at least one target");

@@ -15,6 +15,8 @@ mod save;
 mod cli_inspect;
 // The trainer: TRL parity and invariants.
 mod train;
+// Forgetting-aware training: the capability watch, EWC, combined mitigations, settings merge.
+mod forgetting;
 // Capability suites and `sft-eval eval`.
 mod eval;
 // compare, baselines and the CI gate.

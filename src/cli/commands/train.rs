@@ -8,7 +8,9 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::error::{Error, ExitStatus};
-use crate::train::config::{EvalConfig, KlConfig, KlOn, LoraConfig, LoraSave, ReplayConfig};
+use crate::train::config::{
+    EvalConfig, EwcConfig, KlConfig, KlOn, LoraConfig, LoraSave, ReplayConfig, WatchConfig,
+};
 use crate::train::encode::TemplatePolicy;
 use crate::train::loss::KlDirection;
 use crate::train::schedule::Schedule;
@@ -81,9 +83,9 @@ pub struct TrainArgs {
     /// Replay data (JSONL) mixed into every batch.
     #[arg(long, help_heading = "Forgetting mitigations")]
     pub replay: Option<PathBuf>,
-    /// Share of each batch taken from --replay.
-    #[arg(long, default_value_t = 0.1, help_heading = "Forgetting mitigations")]
-    pub replay_ratio: f64,
+    /// Share of each batch taken from the replay data [default: 0.1].
+    #[arg(long, help_heading = "Forgetting mitigations")]
+    pub replay_ratio: Option<f64>,
     /// Measure the replay share in tokens rather than examples.
     #[arg(long, help_heading = "Forgetting mitigations")]
     pub replay_by_tokens: bool,
@@ -101,23 +103,25 @@ pub struct TrainArgs {
     /// L2-SP weight λ: λ/2 · Σ (θ − θ₀)².
     #[arg(long, help_heading = "Forgetting mitigations")]
     pub l2sp: Option<f64>,
+    /// EWC weight λ: λ/2 · Σ F·(θ − θ₀)², F the base's diagonal Fisher on --ewc-data.
+    #[arg(long, help_heading = "Forgetting mitigations")]
+    pub ewc: Option<f64>,
+    /// Data (JSONL) the EWC Fisher is taken on: what the base should keep doing (e.g. the
+    /// replay data). Computed once and cached under --cache-dir.
+    #[arg(long, help_heading = "Forgetting mitigations")]
+    pub ewc_data: Option<PathBuf>,
+    /// Records of --ewc-data the Fisher averages over [default: 64].
+    #[arg(long, help_heading = "Forgetting mitigations")]
+    pub ewc_samples: Option<usize>,
     /// KL-to-base weight β.
     #[arg(long, help_heading = "Forgetting mitigations")]
     pub kl: Option<f64>,
-    #[arg(
-        long,
-        value_enum,
-        default_value = "response",
-        help_heading = "Forgetting mitigations"
-    )]
-    pub kl_on: KlOn,
-    #[arg(
-        long,
-        value_enum,
-        default_value = "forward",
-        help_heading = "Forgetting mitigations"
-    )]
-    pub kl_direction: KlDirection,
+    /// Positions the KL is taken on [default: response].
+    #[arg(long, value_enum, help_heading = "Forgetting mitigations")]
+    pub kl_on: Option<KlOn>,
+    /// [default: forward]
+    #[arg(long, value_enum, help_heading = "Forgetting mitigations")]
+    pub kl_direction: Option<KlDirection>,
     /// Measure the KL on this broad text (JSONL; e.g. replay data) instead of the training
     /// batch: each micro-batch adds --kl-data-rows rows of it, with no loss taken on them.
     #[arg(long, help_heading = "Forgetting mitigations")]
@@ -127,39 +131,58 @@ pub struct TrainArgs {
     /// LoRA rank (turns LoRA on).
     #[arg(long, help_heading = "Forgetting mitigations")]
     pub lora_r: Option<usize>,
-    #[arg(long, default_value_t = 16.0, help_heading = "Forgetting mitigations")]
-    pub lora_alpha: f64,
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "q_proj,v_proj",
-        help_heading = "Forgetting mitigations"
-    )]
-    pub lora_targets: Vec<String>,
-    #[arg(
-        long,
-        value_enum,
-        default_value = "merged",
-        help_heading = "Forgetting mitigations"
-    )]
-    pub lora_save: LoraSave,
+    /// [default: 16]
+    #[arg(long, help_heading = "Forgetting mitigations")]
+    pub lora_alpha: Option<f64>,
+    /// Modules that get adapters [default: q_proj,v_proj].
+    #[arg(long, value_delimiter = ',', help_heading = "Forgetting mitigations")]
+    pub lora_targets: Option<Vec<String>>,
+    /// [default: merged]
+    #[arg(long, value_enum, help_heading = "Forgetting mitigations")]
+    pub lora_save: Option<LoraSave>,
     /// Held-out data for evaluation and early stopping.
     #[arg(long, help_heading = "Forgetting mitigations")]
     pub eval_data: Option<PathBuf>,
     /// Hold out this share of the training data instead.
     #[arg(long, help_heading = "Forgetting mitigations")]
     pub eval_split: Option<f64>,
-    #[arg(long, default_value_t = 50, help_heading = "Forgetting mitigations")]
-    pub eval_every: usize,
-    /// Stop after this many evaluations without improvement.
-    #[arg(long, default_value_t = 0, help_heading = "Forgetting mitigations")]
-    pub patience: usize,
+    /// Optimizer steps between held-out evaluations [default: 50].
+    #[arg(long, help_heading = "Forgetting mitigations")]
+    pub eval_every: Option<usize>,
+    /// Stop after this many evaluations in a row without improvement of the held-out loss, and
+    /// (with --watch) after this many watches in a row that fail the policy.
+    #[arg(long, help_heading = "Forgetting mitigations")]
+    pub patience: Option<usize>,
     /// Prompts (JSONL) for the forgetting budget: mean KL(base ‖ model) on them.
     #[arg(long, help_heading = "Forgetting mitigations")]
     pub probe: Option<PathBuf>,
     /// Stop once the probe KL exceeds this and keep the best checkpoint.
     #[arg(long, help_heading = "Forgetting mitigations")]
     pub max_kl: Option<f64>,
+
+    /// Capability suites to score during training (names under --suites-dir or folders),
+    /// paired with the base's cached results and judged by --policy; `best/` is the checkpoint
+    /// with the best --new-task score among those that pass on every other watched suite.
+    #[arg(long, value_delimiter = ',', help_heading = "Capability watch")]
+    pub watch: Option<Vec<String>>,
+    /// Optimizer steps between watches (one also follows the last step) [default: 50].
+    #[arg(long, help_heading = "Capability watch")]
+    pub watch_every: Option<usize>,
+    /// Score only the first K items of each watched suite (the same items every time; 0: all).
+    #[arg(long, help_heading = "Capability watch")]
+    pub watch_limit: Option<usize>,
+    /// Gate policy (gate.toml) the watched suites must pass [default: `sft-eval gate`'s].
+    #[arg(long, help_heading = "Capability watch")]
+    pub policy: Option<PathBuf>,
+    /// The watched suite that measures the new task: its score picks `best/`, and it is not gated.
+    #[arg(long, help_heading = "Capability watch")]
+    pub new_task: Option<String>,
+    /// Where --watch suite names are looked up [default: suites].
+    #[arg(long, help_heading = "Capability watch")]
+    pub suites_dir: Option<PathBuf>,
+    /// Cached base results and the EWC Fisher [default: .sft-eval-cache].
+    #[arg(long, help_heading = "Capability watch")]
+    pub cache_dir: Option<PathBuf>,
 
     /// Optimizer steps between checkpoints (0: none until the end).
     #[arg(long, help_heading = "Run")]
@@ -242,61 +265,237 @@ pub fn resolve(a: &TrainArgs) -> Result<TrainConfig, Error> {
     if a.no_shuffle {
         c.shuffle = false;
     }
-    if let Some(p) = &a.replay {
-        c.replay = Some(ReplayConfig {
-            path: p.clone(),
-            ratio: a.replay_ratio,
-            by_tokens: a.replay_by_tokens,
-        });
-    }
-    if a.task_weights.is_some() {
-        c.task_weights = a.task_weights.clone();
-    }
+    set!(cache_dir);
     c.freeze.embeddings |= a.freeze_embeddings;
     if let Some(n) = a.freeze_layers {
         c.freeze.first_layers = n;
     }
     c.freeze.patterns.extend(a.freeze.iter().cloned());
-    if a.kl.is_none() && (a.kl_data.is_some() || a.kl_data_rows.is_some()) {
-        return Err(Error::Usage(
-            "--kl-data and --kl-data-rows need --kl BETA (the KL weight)".into(),
-        ));
+    if a.task_weights.is_some() {
+        c.task_weights = a.task_weights.clone();
     }
-    if let Some(beta) = a.kl {
-        c.kl = Some(KlConfig {
-            beta,
-            on: a.kl_on,
-            direction: a.kl_direction,
-            data: a.kl_data.clone(),
-            data_rows: a.kl_data_rows,
-        });
-    }
-    if let Some(r) = a.lora_r {
-        c.lora = Some(LoraConfig {
-            r,
-            alpha: a.lora_alpha,
-            targets: a.lora_targets.clone(),
-            save: a.lora_save,
-            init: None,
-        });
-    }
-    if a.eval_data.is_some() || a.eval_split.is_some() || a.probe.is_some() {
-        c.eval = Some(EvalConfig {
-            path: a.eval_data.clone(),
-            split: a.eval_split.unwrap_or(0.0),
-            every: a.eval_every,
-            patience: a.patience,
-            min_delta: 0.0,
-            probe: a.probe.clone(),
-            max_kl: a.max_kl,
-        });
-    }
+    merge_tables(a, &mut c)?;
     if !a.resume && (c.model.as_os_str().is_empty() || c.data.as_os_str().is_empty()) {
         return Err(Error::Usage(
             "a base MODEL and --data are required (as arguments or in --config)".into(),
         ));
     }
     Ok(c)
+}
+
+/// A flag changes one field of its table (`[kl]`, `[lora]`, `[eval]`, `[replay]`, `[ewc]`,
+/// `[watch]`) and keeps the rest of the table the file gave; a flag of a table that is not on
+/// needs the flag that turns it on.
+fn merge_tables(a: &TrainArgs, c: &mut TrainConfig) -> Result<(), Error> {
+    fn table<T>(
+        slot: &mut Option<T>,
+        touched: bool,
+        create: impl FnOnce() -> Result<T, Error>,
+    ) -> Result<Option<&mut T>, Error> {
+        if !touched {
+            return Ok(None);
+        }
+        if slot.is_none() {
+            *slot = Some(create()?);
+        }
+        Ok(slot.as_mut())
+    }
+    let needs = |flags: &str, on: &str| {
+        Error::Usage(format!(
+            "{flags} set a table that is not on: give {on} (or the table in --config)"
+        ))
+    };
+    let touched = a.replay.is_some() || a.replay_ratio.is_some() || a.replay_by_tokens;
+    if let Some(r) = table(&mut c.replay, touched, || {
+        Ok(ReplayConfig {
+            path: a
+                .replay
+                .clone()
+                .ok_or_else(|| needs("--replay-ratio and --replay-by-tokens", "--replay FILE"))?,
+            ratio: 0.1,
+            by_tokens: false,
+        })
+    })? {
+        if let Some(p) = &a.replay {
+            r.path = p.clone();
+        }
+        if let Some(x) = a.replay_ratio {
+            r.ratio = x;
+        }
+        r.by_tokens |= a.replay_by_tokens;
+    }
+    let touched = a.kl.is_some()
+        || a.kl_on.is_some()
+        || a.kl_direction.is_some()
+        || a.kl_data.is_some()
+        || a.kl_data_rows.is_some();
+    if let Some(k) = table(&mut c.kl, touched, || {
+        Ok(KlConfig {
+            beta: a.kl.ok_or_else(|| {
+                needs(
+                    "--kl-on, --kl-direction, --kl-data and --kl-data-rows",
+                    "--kl BETA (the KL weight)",
+                )
+            })?,
+            on: KlOn::default(),
+            direction: KlDirection::default(),
+            data: None,
+            data_rows: None,
+        })
+    })? {
+        if let Some(x) = a.kl {
+            k.beta = x;
+        }
+        if let Some(x) = a.kl_on {
+            k.on = x;
+        }
+        if let Some(x) = a.kl_direction {
+            k.direction = x;
+        }
+        if a.kl_data.is_some() {
+            k.data = a.kl_data.clone();
+        }
+        if a.kl_data_rows.is_some() {
+            k.data_rows = a.kl_data_rows;
+        }
+    }
+    let touched = a.ewc.is_some() || a.ewc_data.is_some() || a.ewc_samples.is_some();
+    if let Some(e) = table(&mut c.ewc, touched, || {
+        let on = "--ewc LAMBDA and --ewc-data FILE";
+        Ok(EwcConfig {
+            lambda: a
+                .ewc
+                .ok_or_else(|| needs("--ewc-data and --ewc-samples", on))?,
+            data: a.ewc_data.clone().ok_or_else(|| {
+                Error::Usage(format!(
+                    "--ewc needs --ewc-data FILE: the data the base's Fisher is taken on ({on})"
+                ))
+            })?,
+            samples: 64,
+        })
+    })? {
+        if let Some(x) = a.ewc {
+            e.lambda = x;
+        }
+        if let Some(p) = &a.ewc_data {
+            e.data = p.clone();
+        }
+        if let Some(n) = a.ewc_samples {
+            e.samples = n;
+        }
+    }
+    let touched = a.lora_r.is_some()
+        || a.lora_alpha.is_some()
+        || a.lora_targets.is_some()
+        || a.lora_save.is_some();
+    if let Some(l) = table(&mut c.lora, touched, || {
+        Ok(LoraConfig {
+            r: a.lora_r.ok_or_else(|| {
+                needs(
+                    "--lora-alpha, --lora-targets and --lora-save",
+                    "--lora-r RANK",
+                )
+            })?,
+            alpha: 16.0,
+            targets: vec!["q_proj".into(), "v_proj".into()],
+            save: LoraSave::default(),
+            init: None,
+        })
+    })? {
+        if let Some(x) = a.lora_r {
+            l.r = x;
+        }
+        if let Some(x) = a.lora_alpha {
+            l.alpha = x;
+        }
+        if let Some(x) = &a.lora_targets {
+            l.targets = x.clone();
+        }
+        if let Some(x) = a.lora_save {
+            l.save = x;
+        }
+    }
+    let eval_touched = a.eval_data.is_some()
+        || a.eval_split.is_some()
+        || a.probe.is_some()
+        || a.max_kl.is_some()
+        || a.eval_every.is_some()
+        // --patience alone belongs to the watch when there is one
+        || (a.patience.is_some() && (c.eval.is_some() || (a.watch.is_none() && c.watch.is_none())));
+    if let Some(e) = table(&mut c.eval, eval_touched, || {
+        if a.eval_data.is_none() && a.eval_split.is_none() && a.probe.is_none() {
+            return Err(needs(
+                "--eval-every, --patience and --max-kl",
+                "--eval-data FILE, --eval-split SHARE or --probe FILE",
+            ));
+        }
+        Ok(EvalConfig {
+            path: None,
+            split: 0.0,
+            every: 50,
+            patience: 0,
+            min_delta: 0.0,
+            probe: None,
+            max_kl: None,
+        })
+    })? {
+        if a.eval_data.is_some() {
+            e.path = a.eval_data.clone();
+        }
+        if let Some(x) = a.eval_split {
+            e.split = x;
+        }
+        if let Some(x) = a.eval_every {
+            e.every = x;
+        }
+        if let Some(x) = a.patience {
+            e.patience = x;
+        }
+        if a.probe.is_some() {
+            e.probe = a.probe.clone();
+        }
+        if a.max_kl.is_some() {
+            e.max_kl = a.max_kl;
+        }
+    }
+    let touched = a.watch.is_some()
+        || a.watch_every.is_some()
+        || a.watch_limit.is_some()
+        || a.policy.is_some()
+        || a.new_task.is_some()
+        || a.suites_dir.is_some()
+        || (a.patience.is_some() && c.watch.is_some());
+    if let Some(w) = table(&mut c.watch, touched, || {
+        Ok(WatchConfig::new(a.watch.clone().ok_or_else(|| {
+            needs(
+                "--watch-every, --watch-limit, --policy, --new-task and --suites-dir",
+                "--watch SUITES",
+            )
+        })?))
+    })? {
+        if let Some(x) = &a.watch {
+            w.suites = x.clone();
+        }
+        if let Some(x) = a.watch_every {
+            w.every = x;
+        }
+        if let Some(x) = a.watch_limit {
+            w.limit = x;
+        }
+        if a.policy.is_some() {
+            w.policy = a.policy.clone();
+        }
+        if a.new_task.is_some() {
+            w.new_task = a.new_task.clone();
+        }
+        if let Some(x) = &a.suites_dir {
+            w.suites_dir = x.clone();
+        }
+        if let Some(x) = a.patience {
+            w.patience = x;
+        }
+    }
+    Ok(())
 }
 
 pub fn run(a: &TrainArgs) -> Result<ExitStatus, Error> {
@@ -323,6 +522,20 @@ pub fn run(a: &TrainArgs) -> Result<ExitStatus, Error> {
     }
     if let Some(b) = &summary.best_dir {
         msg.push_str(&format!("best checkpoint: {}\n", b.display()));
+    }
+    if let Some(w) = &summary.watch {
+        msg.push_str(&format!(
+            "capability watch: {} watches, {:.1} s ({:.0}% of the {:.1} s in training steps); {}\n",
+            w.watches,
+            w.seconds,
+            100.0 * w.seconds / w.train_seconds.max(1e-9),
+            w.train_seconds,
+            match w.best_step {
+                Some(s) => format!("best/ is step {s}, the best that passes the policy"),
+                None => "no watch passed the policy: there is no best/ (final/ is the last step)"
+                    .into(),
+            }
+        ));
     }
     crate::cli::print_stderr(&msg);
     Ok(ExitStatus::Success)
@@ -393,6 +606,30 @@ impl TrainObserver for Reporter {
             r.eval_loss.map_or("-".into(), |l| format!("{l:.4}")),
             r.probe_kl.map_or("-".into(), |k| format!("{k:.4}")),
             if r.improved { " (best)" } else { "" }
+        );
+        self.note(&msg);
+    }
+    fn watch(&mut self, r: &crate::train::watch::WatchRecord) {
+        let suites: Vec<String> = r
+            .suites
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} {:.1} ({:+.1}){}",
+                    s.suite,
+                    100.0 * s.score,
+                    100.0 * s.delta,
+                    if s.fails { " ✗" } else { "" }
+                )
+            })
+            .collect();
+        let msg = format!(
+            "step {}: watch {} · {}{} [{:.1} s]",
+            r.step,
+            suites.join(", "),
+            if r.passed { "passes" } else { "fails" },
+            if r.best { " (best)" } else { "" },
+            r.seconds
         );
         self.note(&msg);
     }
