@@ -24,11 +24,13 @@ impl Run<'_> {
         step: usize,
         e: &EvalConfig,
     ) -> Result<EvalOutcome, TrainError> {
+        // an untracked view of the weights: no autograd graph for a forward-only pass
+        let decoder = self.model.decoder.detached();
         let eval_loss = if self.data.eval.is_empty() {
             None
         } else {
             Some(mean_loss(
-                &self.model.decoder,
+                &decoder,
                 &self.data.eval,
                 self.cfg.batch_size,
                 self.model.device(),
@@ -36,7 +38,7 @@ impl Run<'_> {
         };
         let probe = match &self.base {
             Some(b) if !self.probes.is_empty() => Some(probe_kl(
-                &self.model.decoder,
+                &decoder,
                 &b.decoder,
                 &self.probes,
                 self.model.device(),
@@ -97,7 +99,12 @@ impl Run<'_> {
     ) -> Result<(WatchRecord, Option<String>), TrainError> {
         let w = self.watch.as_ref().expect("a watch is set up");
         let patience = w.cfg.patience;
-        let mut rec = w.score(&self.model, step)?;
+        // scored through an untracked view of the weights being trained (no autograd graph)
+        let untracked = self.model.decoder.detached();
+        let trained = std::mem::replace(&mut self.model.decoder, untracked);
+        let scored = w.score(&self.model, step);
+        self.model.decoder = trained;
+        let mut rec = scored?;
         let d = self.state.watch.observe(rec.passed, rec.new_task, patience);
         rec.best = d.best;
         rec.failed_in_row = self.state.watch.failed_in_row;

@@ -12,6 +12,7 @@ use super::params::Params;
 use super::rope::{apply_rotary, RopeScaling, RopeSpec};
 use super::ModelError;
 
+mod detach;
 mod load;
 
 /// Added to attention scores of masked positions. Finite on purpose: `-inf` turns fully masked
