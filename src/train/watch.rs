@@ -137,6 +137,14 @@ impl Watch {
             },
             &mut NoProgress,
         )?;
+        let boot = BootstrapConfig {
+            resamples: 2_000,
+            seed: 0,
+            ..BootstrapConfig::default()
+        };
+        // a policy that cannot be applied to these suites (one it names is not watched, a
+        // margin in the wrong unit) fails now, not after the first steps
+        crate::gate::gate(&base, &base, &policy, &boot)?;
         Ok(Watch {
             cfg: w.clone(),
             suites,
@@ -144,11 +152,7 @@ impl Watch {
             policy,
             base,
             new_task,
-            boot: BootstrapConfig {
-                resamples: 2_000,
-                seed: 0,
-                ..BootstrapConfig::default()
-            },
+            boot,
         })
     }
 

@@ -134,6 +134,32 @@ fn the_watch_keeps_the_best_new_task_checkpoint_that_passes_every_watched_suite(
         .expect(0);
     let v: Value = serde_json::from_str(&res.stdout).unwrap();
     assert_eq!(v["suites"][0]["mean"].as_f64().unwrap(), scores[best_i]);
+    // final/ is the last watch's weights: scoring it from disk gives what the watch logged on
+    // the weights in memory for every watched suite (nothing the model computed at an earlier
+    // watch is reused once training moved the weights)
+    let last = w.last().unwrap();
+    let res = cx
+        .cli(&[
+            "eval",
+            "lenient/final",
+            "--suites",
+            "qa,safety,convert",
+            "--suites-dir",
+            &s(&organism().join("suites")),
+            "--limit",
+            "24",
+            "--no-cache",
+        ])
+        .expect(0);
+    let v: Value = serde_json::from_str(&res.stdout).unwrap();
+    for (i, got) in v["suites"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(
+            got["mean"].as_f64().unwrap(),
+            last["suites"][i]["score"].as_f64().unwrap(),
+            "{}",
+            got["suite"]
+        );
+    }
     // the base's results were cached for the next run
     assert!(std::fs::read_dir(cx.join("cache")).unwrap().count() >= 3);
 }
@@ -184,7 +210,10 @@ fn watch_settings_that_cannot_work_fail_before_training() {
     assert!(r.stderr.contains("b.toml"), "{}", r.stderr);
     let r = watched_run(&cx, "c", "", &["--watch", "math,nosuch,convert"]).expect(2);
     assert!(r.stderr.contains("nosuch"), "{}", r.stderr);
-    for d in ["a", "b", "c"] {
+    // a policy for a suite that is not watched
+    let r = watched_run(&cx, "d", "[suites.organism-code]\nmargin = 0.05\n", &[]).expect(2);
+    assert!(r.stderr.contains("organism-code"), "{}", r.stderr);
+    for d in ["a", "b", "c", "d"] {
         assert!(
             !cx.join(d).join("config.json").exists(),
             "{d} left a run behind"

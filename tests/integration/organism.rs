@@ -200,7 +200,45 @@ fn demo_quick_shows_forgetting_and_its_cures() {
         l2sp["meets_bar"], true,
         "L2-SP no longer cuts the drop: {l2sp}"
     );
-    for svg in ["gain_vs_forgetting.svg", "delta_naive.svg", "loss.svg"] {
+    // EWC, the combined recipe and the capability-watched run are in it
+    for fam in ["ewc", "replay+ewc", "watched"] {
+        assert!(outcomes.iter().any(|o| family(o) == fam), "no {fam} run");
+    }
+    let watched = outcomes.iter().find(|o| family(o) == "watched").unwrap();
+    let watches = watched["watches"].as_array().unwrap();
+    assert_eq!(
+        watches
+            .iter()
+            .map(|w| w["step"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [50, 100, 150]
+    );
+    for w in watches {
+        assert_eq!(w["suites"].as_array().unwrap().len(), 5, "{w}");
+    }
+    let any_passed = watches.iter().any(|w| w["passed"] == true);
+    assert_eq!(watched["scored"], if any_passed { "best" } else { "final" });
+    // overfitting is told apart from forgetting on every run, from its held-out loss curve
+    for o in outcomes {
+        let held = o["heldout_loss"].as_array().unwrap();
+        assert!(held.len() >= 6, "{}: {held:?}", o["label"]);
+        let r = o["reading"].as_str().unwrap();
+        let forgot = !o["failed_suites"].as_array().unwrap().is_empty();
+        assert_eq!(r.contains("forgot"), forgot, "{}: {r}", o["label"]);
+    }
+    for section in [
+        "## Learn the task and pass the gate",
+        "## Overfitting or forgetting?",
+        "## Capability watch: watched",
+    ] {
+        assert!(md.contains(section), "no {section} in the report");
+    }
+    for svg in [
+        "gain_vs_forgetting.svg",
+        "delta_naive.svg",
+        "loss.svg",
+        "heldout_loss.svg",
+    ] {
         let text = std::fs::read_to_string(report.join(svg)).unwrap();
         roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("{svg}: {e}"));
     }

@@ -39,8 +39,10 @@ impl TrainObserver for Progress {
     fn step(&mut self, r: &StepRecord) {
         self.train.step(r)
     }
-    fn eval(&mut self, r: &EvalRecord) {
-        self.train.eval(r)
+    /// every run records its held-out loss every 10 steps: in the report, not on the terminal
+    fn eval(&mut self, _r: &EvalRecord) {}
+    fn watch(&mut self, r: &crate::train::watch::WatchRecord) {
+        self.train.watch(r)
     }
     fn note(&mut self, _m: &str) {}
     fn end(&mut self) {

@@ -171,6 +171,9 @@ pub struct TrainArgs {
     /// Score only the first K items of each watched suite (the same items every time; 0: all).
     #[arg(long, help_heading = "Capability watch")]
     pub watch_limit: Option<usize>,
+    /// Rows scored together in a watch [default: 16].
+    #[arg(long, help_heading = "Capability watch")]
+    pub watch_batch_size: Option<usize>,
     /// Gate policy (gate.toml) the watched suites must pass [default: `sft-eval gate`'s].
     #[arg(long, help_heading = "Capability watch")]
     pub policy: Option<PathBuf>,
@@ -461,6 +464,7 @@ fn merge_tables(a: &TrainArgs, c: &mut TrainConfig) -> Result<(), Error> {
     let touched = a.watch.is_some()
         || a.watch_every.is_some()
         || a.watch_limit.is_some()
+        || a.watch_batch_size.is_some()
         || a.policy.is_some()
         || a.new_task.is_some()
         || a.suites_dir.is_some()
@@ -468,7 +472,7 @@ fn merge_tables(a: &TrainArgs, c: &mut TrainConfig) -> Result<(), Error> {
     if let Some(w) = table(&mut c.watch, touched, || {
         Ok(WatchConfig::new(a.watch.clone().ok_or_else(|| {
             needs(
-                "--watch-every, --watch-limit, --policy, --new-task and --suites-dir",
+                "--watch-every, --watch-limit, --watch-batch-size, --policy, --new-task and --suites-dir",
                 "--watch SUITES",
             )
         })?))
@@ -481,6 +485,9 @@ fn merge_tables(a: &TrainArgs, c: &mut TrainConfig) -> Result<(), Error> {
         }
         if let Some(x) = a.watch_limit {
             w.limit = x;
+        }
+        if let Some(x) = a.watch_batch_size {
+            w.batch_size = x;
         }
         if a.policy.is_some() {
             w.policy = a.policy.clone();

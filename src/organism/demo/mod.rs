@@ -26,11 +26,13 @@ use crate::model::LoadOptions;
 use crate::report;
 use crate::stats::BootstrapConfig;
 use crate::suite::evaluate::{evaluate_checkpoint, EvalObserver, NamedSuite};
+use crate::suite::results::Cache;
 use crate::suite::results::{EvalResults, ModelRef};
 use crate::suite::runner::{EvalSettings, OverContext};
 use crate::suite::spec::Suite;
-use crate::train::config::TrainConfig;
+use crate::train::config::{EvalConfig, TrainConfig};
 use crate::train::observer::TrainObserver;
+use crate::train::watch::WatchRecord;
 
 /// The suite that measures the new task; the others measure forgetting.
 pub const NEW_TASK: &str = "organism-convert";
@@ -102,6 +104,14 @@ pub struct Outcome {
     pub failed_suites: Vec<String>,
     #[serde(skip)]
     pub loss: Vec<(f64, f64)>,
+    /// the new task's held-out loss (step, mean token NLL) every 10 steps
+    pub heldout_loss: Vec<(f64, f64)>,
+    /// which checkpoint was scored: `final`, or `best` (early stopping, the capability watch)
+    pub scored: String,
+    /// the capability watches of a watched run
+    pub watches: Vec<WatchRecord>,
+    /// whether the run overfit its task, forgot, both or neither (see [`reading`])
+    pub reading: String,
 }
 
 /// Per mitigation: the chosen strength and whether it met the bar.
@@ -112,6 +122,8 @@ pub struct Conclusion {
     pub gain_kept: f64,
     pub drop_left: f64,
     pub meets_bar: bool,
+    /// the chosen run passes the gate on all four skills
+    pub passes_gate: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -137,13 +149,14 @@ fn evaluate(
     dir: &Path,
     suites: &[NamedSuite],
     settings: &EvalSettings,
+    cache: Option<&Cache>,
     obs: &mut dyn DemoObserver,
 ) -> Result<EvalResults, OrganismError> {
     Ok(evaluate_checkpoint(
         dir,
         suites,
         settings,
-        None,
+        cache,
         &LoadOptions::default(),
         obs,
     )?)
@@ -182,10 +195,36 @@ pub fn run_demo(cfg: &DemoConfig, obs: &mut dyn DemoObserver) -> Result<DemoRepo
         "scoring the base organism on {} suites",
         suites.len()
     ));
-    let base = evaluate(&cfg.organism, &suites, &settings, obs)?;
     if cfg.work.exists() {
         std::fs::remove_dir_all(&cfg.work).map_err(io(&cfg.work))?;
     }
+    std::fs::create_dir_all(&cfg.work).map_err(io(&cfg.work))?;
+    // the base's results and the EWC Fisher are cached in the work folder, where the
+    // capability watch finds the base's results again
+    let cache = Cache {
+        dir: cfg.work.join(".cache"),
+    };
+    let base = evaluate(&cfg.organism, &suites, &settings, Some(&cache), obs)?;
+    let heldout = cfg.work.join("convert-heldout.jsonl");
+    write_heldout(&suites_dir.join("convert"), &heldout)?;
+    let policy_path = cfg.work.join("gate.toml");
+    let policy_text = toml::to_string(&policy()).expect("a policy serialises");
+    std::fs::write(&policy_path, policy_text).map_err(io(&policy_path))?;
+    let vs: Vec<Variant> = vs
+        .into_iter()
+        .map(|mut v| {
+            v.config.cache_dir = cache.dir.clone();
+            if v.config.eval.is_none() {
+                v.config.eval = Some(heldout_eval(&heldout));
+            }
+            if let Some(w) = v.config.watch.as_mut() {
+                w.policy = Some(policy_path.clone());
+                w.limit = settings.limit;
+                w.batch_size = settings.batch_size;
+            }
+            v
+        })
+        .collect();
     let boot = BootstrapConfig {
         resamples: if cfg.quick { 2_000 } else { 10_000 },
         seed: 0,
@@ -199,25 +238,34 @@ pub fn run_demo(cfg: &DemoConfig, obs: &mut dyn DemoObserver) -> Result<DemoRepo
         let t = Instant::now();
         let summary = crate::train::train(v.config.clone(), &run_dir, false, obs)?;
         let train_seconds = t.elapsed().as_secs_f64();
-        let ft_dir = summary
-            .best_dir
-            .clone()
-            .unwrap_or(summary.final_dir.clone());
+        // early stopping and the capability watch choose a checkpoint; the others end at
+        // their last step (their held-out loss is only recorded)
+        let chooses =
+            v.config.watch.is_some() || v.config.eval.as_ref().is_some_and(|e| e.patience > 0);
+        let (ft_dir, scored) = match (&summary.best_dir, chooses) {
+            (Some(b), true) => (b.clone(), "best"),
+            _ => (summary.final_dir.clone(), "final"),
+        };
         obs.stage(&format!("[{}/{total}] scoring: {label}", i + 1));
-        let ft = evaluate(&ft_dir, &suites, &settings, obs)?;
+        let ft = evaluate(&ft_dir, &suites, &settings, None, obs)?;
         let outcome = crate::gate::gate(&base, &ft, &policy(), &boot)?;
         let (mut c, verdicts) = (outcome.comparison, outcome.verdicts);
         c.base_model = "organism".into();
         c.finetuned_model = label.clone();
-        let failed_suites = verdicts
+        let failed_suites: Vec<String> = verdicts
             .iter()
             .filter(|v| v.fails && v.suite != NEW_TASK)
             .map(|v| v.suite.clone())
             .collect();
         let t = tradeoff(&c, NEW_TASK)?;
-        let loss = report::read_loss_log(&run_dir.join("log.jsonl"))
-            .map(|l| l.train)
-            .unwrap_or_default();
+        let log_path = run_dir.join("log.jsonl");
+        let log = report::read_loss_log(&log_path)?;
+        let watches = if v.config.watch.is_some() {
+            crate::train::watch::read_watch_log(&log_path)?
+        } else {
+            Vec::new()
+        };
+        let reading = reading(&log.eval, &failed_suites);
         outcomes.push(Outcome {
             label,
             variant: v,
@@ -227,7 +275,11 @@ pub fn run_demo(cfg: &DemoConfig, obs: &mut dyn DemoObserver) -> Result<DemoRepo
             verdicts,
             tradeoff: t,
             failed_suites,
-            loss,
+            loss: log.train,
+            heldout_loss: log.eval,
+            scored: scored.into(),
+            watches,
+            reading,
         });
     }
     let conclusions = conclude(&outcomes);
@@ -248,6 +300,56 @@ pub fn run_demo(cfg: &DemoConfig, obs: &mut dyn DemoObserver) -> Result<DemoRepo
     rep.markdown = markdown(&rep);
     render::write_report(&rep, &cfg.report_dir)?;
     Ok(rep)
+}
+
+/// The held-out loss rose by more than this share above its best: the run overfit its task.
+pub const OVERFIT_RISE: f64 = 0.1;
+
+/// Overfitting told apart from forgetting: `overfit` when the new task's held-out loss ended
+/// more than [`OVERFIT_RISE`] above its best, `forgot` when the gate fails a skill.
+pub fn reading(heldout: &[(f64, f64)], failed_skills: &[String]) -> String {
+    let best = heldout.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+    let overfit = heldout
+        .last()
+        .is_some_and(|&(_, last)| last > best * (1.0 + OVERFIT_RISE));
+    match (overfit, !failed_skills.is_empty()) {
+        (true, true) => "overfit and forgot",
+        (true, false) => "overfit",
+        (false, true) => "forgot",
+        (false, false) => "neither",
+    }
+    .into()
+}
+
+/// The new task's suite items as prompt/completion records (the organism's `Q: …\nA:`
+/// format), to measure the held-out loss during training.
+fn write_heldout(suite_dir: &Path, out: &Path) -> Result<(), OrganismError> {
+    let suite = Suite::load(suite_dir)?;
+    let mut text = String::new();
+    for it in &suite.items {
+        let target = it.target.as_deref().unwrap_or_default();
+        text.push_str(
+            &serde_json::json!({
+                "prompt": format!("Q: {}\nA:", it.input),
+                "completion": format!(" {target}"),
+            })
+            .to_string(),
+        );
+        text.push('\n');
+    }
+    std::fs::write(out, text).map_err(|e| OrganismError::Io(format!("{}: {e}", out.display())))
+}
+
+fn heldout_eval(path: &Path) -> EvalConfig {
+    EvalConfig {
+        path: Some(path.to_path_buf()),
+        split: 0.0,
+        every: 10,
+        patience: 0,
+        min_delta: 0.0,
+        probe: None,
+        max_kl: None,
+    }
 }
 
 /// Pick each mitigation's strength and test it against the bar.
@@ -299,6 +401,7 @@ pub fn conclude(outcomes: &[Outcome]) -> Vec<Conclusion> {
                 gain_kept,
                 drop_left,
                 meets_bar: gain_kept >= GAIN_KEPT && drop_left <= DROP_LEFT,
+                passes_gate: chosen.failed_suites.is_empty(),
             }
         })
         .collect()

@@ -3,9 +3,11 @@
 
 use std::path::Path;
 
-use super::Variant;
+use super::{Variant, SKILLS};
 use crate::model::params::FreezeSpec;
-use crate::train::config::{KlConfig, KlOn, LoraConfig, ReplayConfig, TrainConfig};
+use crate::train::config::{
+    EwcConfig, KlConfig, KlOn, LoraConfig, ReplayConfig, TrainConfig, WatchConfig,
+};
 use crate::train::schedule::Schedule;
 
 /// The naive recipe: what a user would try first on this task.
@@ -26,6 +28,43 @@ pub fn naive_config(organism: &Path) -> TrainConfig {
     }
 }
 
+/// The new task's suite folder (its results name it `organism-convert`).
+pub const NEW_TASK_DIR: &str = "convert";
+
+/// The combined recipe: replay mixed in on top of the naive batch, L2-SP toward the base, and
+/// a cosine schedule over 2.5× the naive steps (each mitigation alone fails the gate on some
+/// skill; reports/demo has the measured rows).
+pub fn combined_config(organism: &Path) -> TrainConfig {
+    let naive = naive_config(organism);
+    TrainConfig {
+        batch_size: 32,
+        replay: Some(ReplayConfig {
+            path: organism.join("data/replay.jsonl"),
+            ratio: 0.5,
+            by_tokens: false,
+        }),
+        l2sp: 1.0,
+        schedule: Schedule::Cosine,
+        max_steps: Some(150),
+        ..naive
+    }
+}
+
+const WATCHED_KNOB: &str = "replay 0.5 + EWC λ = 1e4 + L2-SP λ = 0.5, cosine LR, 150 steps; best/ by the capability watch every 50 steps";
+
+/// The watched recipe: the capability watch picks its checkpoint.
+pub fn watched_config(organism: &Path) -> TrainConfig {
+    TrainConfig {
+        ewc: Some(EwcConfig {
+            lambda: 1e4,
+            data: organism.join("data/replay.jsonl"),
+            samples: 256,
+        }),
+        l2sp: 0.5,
+        ..combined_config(organism)
+    }
+}
+
 /// The demo's fine-tunes: naive first, then each mitigation at its sweep of strengths.
 pub fn variants(organism: &Path, quick: bool) -> Vec<Variant> {
     let naive = naive_config(organism);
@@ -36,10 +75,15 @@ pub fn variants(organism: &Path, quick: bool) -> Vec<Variant> {
         strength: None,
         config: naive.clone(),
     }];
-    let (replays, l2s, kls): (&[f64], &[f64], &[f64]) = if quick {
-        (&[0.5], &[1.0], &[3.0])
+    let (replays, l2s, kls, ewcs): (&[f64], &[f64], &[f64], &[f64]) = if quick {
+        (&[0.5], &[1.0], &[3.0], &[3e4])
     } else {
-        (&[0.25, 0.5], &[0.3, 1.0, 3.0], &[1.0, 3.0, 10.0])
+        (
+            &[0.25, 0.5],
+            &[0.3, 1.0, 3.0],
+            &[1.0, 3.0, 10.0],
+            &[1e4, 3e4, 1e5],
+        )
     };
     for &r in replays {
         let mut c = naive.clone();
@@ -83,6 +127,64 @@ pub fn variants(organism: &Path, quick: bool) -> Vec<Variant> {
             config: c,
         });
     }
+    for &l in ewcs {
+        let mut c = naive.clone();
+        c.ewc = Some(EwcConfig {
+            lambda: l,
+            data: replay_path.clone(),
+            samples: 256,
+        });
+        out.push(Variant {
+            family: "ewc",
+            knob: "λ (Fisher of the base on 256 replay rows)",
+            strength: Some(l),
+            config: c,
+        });
+    }
+    if !quick {
+        out.push(Variant {
+            family: "replay+l2sp",
+            knob: "replay 0.5 + L2-SP λ = 1, cosine LR, 150 steps",
+            strength: None,
+            config: combined_config(organism),
+        });
+    }
+    out.push(Variant {
+        family: "replay+ewc",
+        knob: "replay 0.5 + EWC λ = 3e4, cosine LR, 150 steps",
+        strength: None,
+        config: TrainConfig {
+            l2sp: 0.0,
+            ewc: Some(EwcConfig {
+                lambda: 3e4,
+                data: organism.join("data/replay.jsonl"),
+                samples: 256,
+            }),
+            ..combined_config(organism)
+        },
+    });
+    let mut c = watched_config(organism);
+    c.watch = Some(WatchConfig {
+        suites: SKILLS
+            .iter()
+            .chain([NEW_TASK_DIR].iter())
+            .map(|s| s.to_string())
+            .collect(),
+        suites_dir: organism.join("suites"),
+        every: 50,
+        limit: 0,
+        // the demo's policy, written into the work folder by the demo
+        policy: None,
+        new_task: Some(NEW_TASK_DIR.into()),
+        patience: 0,
+        batch_size: 64,
+    });
+    out.push(Variant {
+        family: "watched",
+        knob: WATCHED_KNOB,
+        strength: None,
+        config: c,
+    });
     if !quick {
         let mut c = naive.clone();
         c.freeze = FreezeSpec {
