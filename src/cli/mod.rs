@@ -46,7 +46,8 @@ pub enum Command {
     /// (--max-duplicate-rate, …) make it a CI check: exit 1 when one is violated.
     Audit(Box<AuditArgs>),
     /// Supervised fine-tuning with forgetting mitigations (replay, task balancing, freezing,
-    /// L2-SP, KL to base, LoRA, early stopping, forgetting budget).
+    /// L2-SP, EWC, KL to base, LoRA, early stopping, forgetting budget), combined as you like,
+    /// and a capability watch that keeps the best checkpoint that passes your gate.
     ///
     /// Loss only on response tokens (assistant turns for conversations), token-weighted over the
     /// gradient-accumulation window, as TRL's SFTTrainer computes it.

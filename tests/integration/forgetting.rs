@@ -160,6 +160,27 @@ fn the_watch_keeps_the_best_new_task_checkpoint_that_passes_every_watched_suite(
             got["suite"]
         );
     }
+    // `compare` reads a watched run directory: its log's watch lines do not break the loss
+    // curves
+    cx.cli(&[
+        "compare",
+        &s(&organism()),
+        "lenient",
+        "--suites",
+        "convert",
+        "--suites-dir",
+        &s(&organism().join("suites")),
+        "--limit",
+        "24",
+        "--cache-dir",
+        "cache",
+        "--report-dir",
+        "report",
+    ])
+    .expect(0);
+    assert!(std::fs::read_to_string(cx.join("report/loss.svg"))
+        .unwrap()
+        .contains("<svg"));
     // the base's results were cached for the next run
     assert!(std::fs::read_dir(cx.join("cache")).unwrap().count() >= 3);
 }
@@ -525,4 +546,22 @@ limit = 20
         v["lora"]["targets"],
         serde_json::json!(["q_proj", "v_proj"])
     );
+}
+
+/// `train --help` explains the watch, EWC and how flags merge with `--config` (the one place a
+/// user learns the flags; a snapshot so that a change is seen in review).
+#[test]
+fn train_help_explains_the_watch_and_ewc() {
+    let cx = TestContext::new();
+    let r = cx.cli(&["train", "--help"]).expect(0);
+    for flag in [
+        "--watch <WATCH>",
+        "--new-task",
+        "--ewc <EWC>",
+        "--ewc-data",
+        "--policy",
+    ] {
+        assert!(r.stdout.contains(flag), "{flag} missing");
+    }
+    insta::assert_snapshot!(r.stdout);
 }

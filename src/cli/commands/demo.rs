@@ -13,7 +13,8 @@ use crate::train::{EvalRecord, StepRecord, TrainObserver};
 /// Runs on one thread unless RAYON_NUM_THREADS is set.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// The reduced demo (80 items per suite, one strength per mitigation; what the tests run).
+    /// The reduced demo (80 items per suite, one strength per mitigation, the replay + EWC
+    /// recipe and the watched run; what the tests run).
     #[arg(long)]
     pub quick: bool,
     /// The organism folder.

@@ -19,9 +19,10 @@ use crate::train::{train, EvalRecord, StepRecord, TrainConfig, TrainObserver};
 #[derive(Debug, Args)]
 #[command(
     after_long_help = "Every flag is also a key of the --config TOML file (same name with `_`, nested \
-tables for replay, kl, lora, eval and freeze). The run directory gets config.json, log.jsonl, checkpoints/, \
-best/ (with --eval-*) and final/. A run killed at any point resumes with --resume from its last checkpoint \
-with bit-identical losses on CPU."
+tables for replay, kl, ewc, lora, eval, watch and freeze); a flag changes one field of its table and keeps \
+the rest. Mitigations combine freely (LoRA excepts freezing). The run directory gets config.json, log.jsonl, \
+checkpoints/, best/ (chosen by --watch, else by the held-out loss of --eval-*) and final/. A run killed at \
+any point resumes with --resume from its last checkpoint with bit-identical losses on CPU."
 )]
 pub struct TrainArgs {
     /// Base checkpoint folder (Hugging Face layout).

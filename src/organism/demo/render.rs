@@ -33,7 +33,7 @@ mean drop over the four skills.{}\n\n",
         &r.organism.fingerprint[..12.min(r.organism.fingerprint.len())],
         100.0 * MARGIN,
         if r.quick {
-            " **Quick run**: 80 items per suite and one strength per mitigation."
+            " **Quick run**: 80 items per suite, one strength per mitigation, one combined recipe."
         } else {
             ""
         }
