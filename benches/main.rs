@@ -1,4 +1,4 @@
-//! Criterion benchmarks: `cargo bench --bench main -- forward`, `-- decode`, `-- train_step`, `-- scorer`, `-- compare/`
+//! Criterion benchmarks: `cargo bench --bench main -- forward`, `-- decode`, `-- train_step`, `-- scorer`, `-- compare/`, `-- kernels/`
 //! (`SFT_EVAL_BENCH_LARGE=1` adds the 135M train step);
 //! figures are recorded in reports/bench/README.md. The PyTorch side of the same workloads:
 //! `python benches/pytorch_side_by_side.py --threads 2` (run it in the same minutes).
@@ -10,5 +10,6 @@ criterion::criterion_main!(
     benchmarks::decode::benches,
     benchmarks::train_step::benches,
     benchmarks::scorers::benches,
-    benchmarks::compare::benches
+    benchmarks::compare::benches,
+    benchmarks::kernels::benches
 );

@@ -77,12 +77,15 @@ pub fn report(sandbox_probe: bool) -> Vec<Line> {
         ("matrix multiply".into(), gemm_path().into()),
         (
             "fused kernels".into(),
-            "compiled for the build's target (baseline x86-64: SSE2, 4 f32 lanes)".into(),
+            format!(
+                "exp: {} (chosen at run time); the rest compiled for the build's target (baseline x86-64: SSE2, 4 f32 lanes)",
+                crate::model::kernels::isa().name()
+            ),
         ),
         (
             "decoding matmul".into(),
             format!(
-                "{} (few-row products, chosen at run time; SFT_EVAL_CPU_ISA=avx2|portable forces a narrower one)",
+                "{} (few-row products, chosen at run time; SFT_EVAL_CPU_ISA=avx2|portable forces a narrower one for it and exp)",
                 crate::model::kernels::isa().name()
             ),
         ),

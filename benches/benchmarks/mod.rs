@@ -1,6 +1,7 @@
 pub mod compare;
 pub mod decode;
 pub mod forward;
+pub mod kernels;
 pub mod scorers;
 pub mod train_step;
 

@@ -15,6 +15,7 @@
 pub mod adamw;
 pub mod attention;
 pub mod cross_entropy;
+pub mod exp;
 pub mod linear_cross_entropy;
 pub mod rms_norm;
 pub mod rope;
@@ -182,8 +183,9 @@ pub(crate) trait Real:
     fn ln(self) -> Self;
     fn sqrt(self) -> Self;
     fn max(self, o: Self) -> Self;
-    /// `x ← exp(x)` over a slice. f32 runs eight lanes at a time (`wide`'s polynomial, within
-    /// 2 ulp of libm; libm's scalar `expf` was 4% of a train step); f64 stays scalar (tests).
+    /// `x ← exp(x)` over a slice. f32 runs at the CPU's width ([`exp`]: AVX-512, AVX2+FMA or
+    /// `wide`'s eight lanes; within 2 ulp of libm; libm's scalar `expf` was 4% of a train
+    /// step); f64 stays scalar (tests).
     fn exp_inplace(xs: &mut [Self]);
 }
 
@@ -214,23 +216,11 @@ macro_rules! real {
         }
     };
 }
-real!(f32, exp_f32x8);
+real!(f32, exp_f32);
 real!(f64, exp_scalar);
 
-fn exp_f32x8(xs: &mut [f32]) {
-    use wide::f32x8;
-    let mut chunks = xs.chunks_exact_mut(8);
-    for c in &mut chunks {
-        let v: [f32; 8] = (&*c).try_into().expect("chunks of 8");
-        c.copy_from_slice(&f32x8::from(v).exp().to_array());
-    }
-    let rest = chunks.into_remainder();
-    if !rest.is_empty() {
-        let mut v = [0f32; 8];
-        v[..rest.len()].copy_from_slice(rest);
-        let n = rest.len();
-        rest.copy_from_slice(&f32x8::from(v).exp().to_array()[..n]);
-    }
+fn exp_f32(xs: &mut [f32]) {
+    exp::exp_inplace(xs)
 }
 
 fn exp_scalar(xs: &mut [f64]) {
