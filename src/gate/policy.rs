@@ -125,6 +125,13 @@ impl Policy {
         Ok(p)
     }
 
+    /// Read and check a `gate.toml` file; an error names it.
+    pub fn read(path: &std::path::Path) -> Result<Policy, GateError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| GateError::Policy(format!("{}: {e}", path.display())))?;
+        Policy::from_toml(&text).map_err(|e| GateError::Policy(format!("{}: {e}", path.display())))
+    }
+
     /// The checks that need no comparison: the confidence and each table's ranges.
     pub fn check(&self) -> Result<(), String> {
         if !(self.confidence > 0.5 && self.confidence < 1.0) {

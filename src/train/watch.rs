@@ -109,7 +109,7 @@ impl Watch {
     pub fn setup(cfg: &TrainConfig, w: &WatchConfig) -> Result<Watch, TrainError> {
         let suites = resolve_suites(&w.suites, &w.suites_dir)?;
         let policy = match &w.policy {
-            Some(p) => read_policy(p)?,
+            Some(p) => Policy::read(p)?,
             None => Policy::default(),
         };
         let settings = EvalSettings {
@@ -200,14 +200,6 @@ impl Watch {
             seconds: t0.elapsed().as_secs_f64(),
         })
     }
-}
-
-fn read_policy(p: &Path) -> Result<Policy, TrainError> {
-    let text = std::fs::read_to_string(p).map_err(|e| TrainError::Io {
-        path: p.to_path_buf(),
-        source: e,
-    })?;
-    Policy::from_toml(&text).map_err(|e| TrainError::Config(format!("{}: {e}", p.display())))
 }
 
 /// The watches a run's `log.jsonl` recorded, in order.

@@ -68,13 +68,7 @@ pub fn run_gate(a: &GateArgs) -> Result<ExitStatus, Error> {
 
 fn gate_inner(a: &GateArgs) -> Result<ExitStatus, Error> {
     let policy: Policy = match &a.policy {
-        Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| Error::Io {
-                path: p.clone(),
-                source: e,
-            })?;
-            Policy::from_toml(&text).map_err(|e| Error::Usage(format!("{}: {e}", p.display())))?
-        }
+        Some(p) => Policy::read(p)?,
         None => Policy::default(),
     };
     let base_side = Side::new(&a.baseline);
