@@ -56,10 +56,21 @@ fn watched_run(cx: &TestContext, out: &str, policy: &str, extra: &[&str]) -> cra
         ("--policy", s(&policy)),
         ("--cache-dir", "cache".into()),
     ];
-    let mut args: Vec<String> = vec!["train".into(), s(&o)];
+    train(cx, &o, &defaults, extra)
+}
+
+/// `sft-eval train MODEL` with `defaults` (flag, value), each left out when `extra` gives the
+/// flag, then `extra`.
+fn train(
+    cx: &TestContext,
+    model: &Path,
+    defaults: &[(&str, String)],
+    extra: &[&str],
+) -> crate::common::Run {
+    let mut args: Vec<String> = vec!["train".into(), s(model)];
     for (flag, value) in defaults {
-        if !extra.contains(&flag) {
-            args.extend([flag.to_string(), value]);
+        if !extra.contains(flag) {
+            args.extend([flag.to_string(), value.clone()]);
         }
     }
     args.extend(extra.iter().map(|x| x.to_string()));
@@ -243,26 +254,16 @@ fn watch_settings_that_cannot_work_fail_before_training() {
 }
 
 fn small_run(cx: &TestContext, out: &str, extra: &[&str]) -> crate::common::Run {
-    let mut args: Vec<String> = vec![
-        "train".into(),
-        s(&model_dir("llama")),
-        "--data".into(),
-        s(&trl_data("prompt_completion")),
-        "-o".into(),
-        out.into(),
-        "--max-length".into(),
-        "64".into(),
-        "--batch-size".into(),
-        "4".into(),
-        "--lr".into(),
-        "1e-2".into(),
-        "--max-steps".into(),
-        "4".into(),
-        "--cache-dir".into(),
-        "cache".into(),
+    let defaults = [
+        ("--data", s(&trl_data("prompt_completion"))),
+        ("-o", out.into()),
+        ("--max-length", "64".into()),
+        ("--batch-size", "4".into()),
+        ("--lr", "1e-2".into()),
+        ("--max-steps", "4".into()),
+        ("--cache-dir", "cache".into()),
     ];
-    args.extend(extra.iter().map(|x| x.to_string()));
-    cx.cli(&args)
+    train(cx, &model_dir("llama"), &defaults, extra)
 }
 
 fn fisher_files(cx: &TestContext) -> Vec<PathBuf> {

@@ -206,7 +206,11 @@ pub fn run_demo(cfg: &DemoConfig, obs: &mut dyn DemoObserver) -> Result<DemoRepo
     };
     let base = evaluate(&cfg.organism, &suites, &settings, Some(&cache), obs)?;
     let heldout = cfg.work.join("convert-heldout.jsonl");
-    write_heldout(&suites_dir.join("convert"), &heldout)?;
+    let new_task = &suites
+        .last()
+        .expect("the new task's suite is loaded last")
+        .suite;
+    write_heldout(new_task, &heldout)?;
     let policy_path = cfg.work.join("gate.toml");
     let policy_text = toml::to_string(&policy()).expect("a policy serialises");
     std::fs::write(&policy_path, policy_text).map_err(io(&policy_path))?;
@@ -323,8 +327,7 @@ pub fn reading(heldout: &[(f64, f64)], failed_skills: &[String]) -> String {
 
 /// The new task's suite items as prompt/completion records (the organism's `Q: …\nA:`
 /// format), to measure the held-out loss during training.
-fn write_heldout(suite_dir: &Path, out: &Path) -> Result<(), OrganismError> {
-    let suite = Suite::load(suite_dir)?;
+fn write_heldout(suite: &Suite, out: &Path) -> Result<(), OrganismError> {
     let mut text = String::new();
     for it in &suite.items {
         let target = it.target.as_deref().unwrap_or_default();

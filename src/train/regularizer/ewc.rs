@@ -92,7 +92,7 @@ impl Fisher {
         Ok(Fisher { diag, samples: n })
     }
 
-    fn cache_path(cache_dir: &Path, s: &Setup, cfg: &EwcConfig) -> Result<PathBuf, TrainError> {
+    fn cache_path(s: &Setup, cfg: &EwcConfig) -> Result<PathBuf, TrainError> {
         let mut h = Sha256::new();
         h.update(crate::model::fingerprint::model_fingerprint(&s.cfg.model, None)?.as_bytes());
         let text = std::fs::read(&cfg.data).map_err(|e| TrainError::Io {
@@ -113,12 +113,12 @@ impl Fisher {
             .take(16)
             .map(|b| format!("{b:02x}"))
             .collect();
-        Ok(cache_dir.join(format!("fisher-{hex}.safetensors")))
+        Ok(s.cache_dir.join(format!("fisher-{hex}.safetensors")))
     }
 
     /// F from the cache when it is there, else computed and stored (atomically).
     pub fn cached(s: &Setup, cfg: &EwcConfig) -> Result<(Fisher, bool), TrainError> {
-        let path = Self::cache_path(s.cache_dir, s, cfg)?;
+        let path = Self::cache_path(s, cfg)?;
         if let Ok(t) = candle_core::safetensors::load(&path, s.device()) {
             let samples = t
                 .get("__samples__")
