@@ -78,6 +78,22 @@ impl Module for Linear {
         let last = *dims.last().expect("linear input has a feature dim");
         let rows: usize = dims[..dims.len() - 1].iter().product();
         let x2 = x.reshape((rows, last))?;
+        if super::kernels::enabled(x)
+            && self.weight.dtype() == x.dtype()
+            && !super::kernels::skinny::applies(&x2, &self.weight)
+        {
+            // one graph node per product (and per adapter factor) instead of four
+            let k = super::kernels::linear::linear;
+            let y = k(x, &self.weight, self.in_out)?;
+            let y = match &self.bias {
+                Some(b) => y.broadcast_add(b)?,
+                None => y,
+            };
+            return match &self.lora {
+                Some(l) => y + (k(&k(x, &l.a, false)?, &l.b, false)? * l.scale)?,
+                None => Ok(y),
+            };
+        }
         let y = if self.in_out {
             x2.matmul(&self.weight)?
         } else if super::kernels::skinny::applies(&x2, &self.weight) {

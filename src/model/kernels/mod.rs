@@ -16,6 +16,7 @@ pub mod adamw;
 pub mod attention;
 pub mod cross_entropy;
 pub mod exp;
+pub mod linear;
 pub mod linear_cross_entropy;
 pub mod rms_norm;
 pub mod rope;
@@ -257,16 +258,68 @@ pub(crate) fn gemm<T: Real>(
     b: (&[T], isize, isize),
     parallel: bool,
 ) {
+    let (d, rs) = dst;
+    // SAFETY: `d` is an exclusively borrowed, initialised slice of `d.len()` elements
+    unsafe {
+        gemm_raw(
+            m,
+            n,
+            k,
+            (d.as_mut_ptr(), d.len(), rs),
+            accumulate,
+            a,
+            b,
+            parallel,
+        )
+    }
+}
+
+/// `a[m, k] · b[k, n]` into a new row-major `[m, n]` vector (operands as in [`gemm`]). The
+/// vector is not zero-filled first: gemm writes every element without reading it.
+pub(crate) fn gemm_new<T: Real>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: (&[T], isize, isize),
+    b: (&[T], isize, isize),
+    parallel: bool,
+) -> Vec<T> {
+    if k == 0 || m == 0 || n == 0 {
+        return vec![T::ZERO; m * n];
+    }
+    let mut out: Vec<T> = Vec::with_capacity(m * n);
+    // SAFETY: the capacity holds m·n elements; without accumulation gemm writes each of them
+    // and reads none, so after it returns all m·n are initialised.
+    unsafe {
+        gemm_raw(m, n, k, (out.as_mut_ptr(), m * n, n), false, a, b, parallel);
+        out.set_len(m * n);
+    }
+    out
+}
+
+/// [`gemm`] on a destination given as (pointer, elements it may reach, row stride).
+///
+/// # Safety
+/// `dst.0` must be valid for writes of `dst.1` elements, not overlap `a` or `b`, and be
+/// initialised when `accumulate` is set.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_raw<T: Real>(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: (*mut T, usize, usize),
+    accumulate: bool,
+    a: (&[T], isize, isize),
+    b: (&[T], isize, isize),
+    parallel: bool,
+) {
     if m == 0 || n == 0 {
         return;
     }
     let last = |rows: usize, rs: isize, cols: usize, cs: isize| {
         (rows.max(1) - 1) as isize * rs + (cols.max(1) - 1) as isize * cs
     };
-    assert!(
-        (m - 1) * dst.1 + n <= dst.0.len(),
-        "gemm: destination too small"
-    );
+    assert!((m - 1) * dst.2 + n <= dst.1, "gemm: destination too small");
     if k > 0 {
         assert!(
             last(m, a.1, k, a.2) < a.0.len() as isize,
@@ -281,16 +334,16 @@ pub(crate) fn gemm<T: Real>(
         t if parallel && t > 1 => gemm::Parallelism::Rayon(t),
         _ => gemm::Parallelism::None,
     };
-    // SAFETY: the asserts above keep every index the strides reach inside its slice; `dst` is
-    // exclusively borrowed, so it does not overlap `a` or `b`.
+    // SAFETY: the asserts above keep every index the strides reach inside `a`, `b` and the
+    // destination's extent; the caller guarantees the destination is writable and unaliased.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.0.as_mut_ptr(),
+            dst.0,
             1,
-            dst.1 as isize,
+            dst.2 as isize,
             accumulate,
             a.0.as_ptr(),
             a.2,
