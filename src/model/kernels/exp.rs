@@ -89,8 +89,13 @@ mod x86 {
     #[inline]
     #[target_feature(enable = "avx512f")]
     unsafe fn exp16(x: __m512) -> __m512 {
+        // lanes below LO (−∞ from a mask) compute from 0 and are set to 0 at the end: computed
+        // from LO, their 2^n scaling can round below FLT_MIN, a subnormal that costs a microcode
+        // assist per instruction
+        let under = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, _mm512_set1_ps(LO));
+        let x0 = _mm512_mask_blend_ps(under, x, _mm512_setzero_ps());
         // max/min return their second operand when one is NaN: NaN passes through
-        let xc = _mm512_min_ps(_mm512_set1_ps(HI), _mm512_max_ps(_mm512_set1_ps(LO), x));
+        let xc = _mm512_min_ps(_mm512_set1_ps(HI), _mm512_max_ps(_mm512_set1_ps(LO), x0));
         let fx = _mm512_roundscale_ps::<NEAREST>(_mm512_mul_ps(xc, _mm512_set1_ps(LOG2E)));
         let r = _mm512_fnmadd_ps(fx, _mm512_set1_ps(C1), xc);
         let r = _mm512_fnmadd_ps(fx, _mm512_set1_ps(C2), r);
@@ -112,7 +117,6 @@ mod x86 {
             bias,
         )));
         let out = _mm512_mul_ps(_mm512_mul_ps(y, s1), s2);
-        let under = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, _mm512_set1_ps(LO));
         let over = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, _mm512_set1_ps(HI));
         let out = _mm512_mask_blend_ps(under, out, _mm512_setzero_ps());
         _mm512_mask_blend_ps(over, out, _mm512_set1_ps(f32::INFINITY))
@@ -140,7 +144,10 @@ mod x86 {
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn exp8(x: __m256) -> __m256 {
-        let xc = _mm256_min_ps(_mm256_set1_ps(HI), _mm256_max_ps(_mm256_set1_ps(LO), x));
+        // as in exp16: lanes below LO compute from 0 (no subnormal assist), then become 0
+        let under = _mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_set1_ps(LO));
+        let x0 = _mm256_blendv_ps(x, _mm256_setzero_ps(), under);
+        let xc = _mm256_min_ps(_mm256_set1_ps(HI), _mm256_max_ps(_mm256_set1_ps(LO), x0));
         let fx = _mm256_round_ps::<NEAREST>(_mm256_mul_ps(xc, _mm256_set1_ps(LOG2E)));
         let r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(C1), xc);
         let r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(C2), r);
@@ -161,7 +168,6 @@ mod x86 {
             bias,
         )));
         let out = _mm256_mul_ps(_mm256_mul_ps(y, s1), s2);
-        let under = _mm256_cmp_ps::<_CMP_LT_OQ>(x, _mm256_set1_ps(LO));
         let over = _mm256_cmp_ps::<_CMP_GT_OQ>(x, _mm256_set1_ps(HI));
         let out = _mm256_blendv_ps(out, _mm256_setzero_ps(), under);
         _mm256_blendv_ps(out, _mm256_set1_ps(f32::INFINITY), over)
