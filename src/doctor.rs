@@ -78,14 +78,14 @@ pub fn report(sandbox_probe: bool) -> Vec<Line> {
         (
             "fused kernels".into(),
             format!(
-                "exp: {} (chosen at run time); the rest compiled for the build's target (baseline x86-64: SSE2, 4 f32 lanes)",
+                "{} (chosen at run time): exp and the row reductions of softmax, attention, cross-entropy and RMSNorm; their elementwise loops are compiled for the build's target",
                 crate::model::kernels::isa().name()
             ),
         ),
         (
             "decoding matmul".into(),
             format!(
-                "{} (few-row products, chosen at run time; SFT_EVAL_CPU_ISA=avx2|portable forces a narrower one for it and exp)",
+                "{} (few-row products, chosen at run time; SFT_EVAL_CPU_ISA=avx2|portable forces a narrower one for it and the fused kernels)",
                 crate::model::kernels::isa().name()
             ),
         ),

@@ -97,23 +97,9 @@ fn probs<T: Real>(p: &mut [T], q: &[T], k: &[T], mask: &[T], s: &Dims, scale: T)
     let (d, tk) = (s.d as isize, s.tk);
     gemm(s.tq, tk, s.d, (p, tk), false, (q, d, 1), (k, 1, d), false);
     for (row, m) in p.chunks_mut(tk).zip(mask.chunks(tk)) {
-        let mut max = T::NEG_INF;
-        for (x, &mv) in row.iter_mut().zip(m) {
-            *x = *x * scale + mv;
-            max = max.max(*x);
-        }
-        for x in row.iter_mut() {
-            *x = *x - max;
-        }
-        T::exp_inplace(row);
-        let mut sum = T::ZERO;
-        for &x in row.iter() {
-            sum += x;
-        }
-        let inv = T::ONE / sum;
-        for x in row.iter_mut() {
-            *x = *x * inv;
-        }
+        let max = T::row_scale_add_max(row, m, scale);
+        let sum = T::row_exp_shifted_sum(row, max);
+        T::row_scale(row, T::ONE / sum);
     }
 }
 
@@ -219,10 +205,7 @@ fn bwd<T: Real>(
                     );
                     // dS = scale · P ∘ (dP − rowsum(dO ∘ O))
                     for (i, (dpr, pr)) in dp.chunks_mut(s.tk).zip(p.chunks(s.tk)).enumerate() {
-                        let mut dot = T::ZERO;
-                        for (&a, &b) in go[i * s.d..][..s.d].iter().zip(&o[i * s.d..][..s.d]) {
-                            dot += a * b;
-                        }
+                        let dot = T::row_dot(&go[i * s.d..][..s.d], &o[i * s.d..][..s.d]);
                         for (x, &pv) in dpr.iter_mut().zip(pr) {
                             *x = scale * pv * (*x - dot);
                         }

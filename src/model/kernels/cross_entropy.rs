@@ -30,18 +30,9 @@ struct CrossEntropy;
 
 /// Writes `exp(x − max)` into `e`; returns `(max, Σ e)`.
 fn row_exp<T: Real>(e: &mut [T], x: &[T]) -> (T, T) {
-    let mut max = T::NEG_INF;
-    for &v in x {
-        max = max.max(v);
-    }
-    for (o, &v) in e.iter_mut().zip(x) {
-        *o = v - max;
-    }
-    T::exp_inplace(e);
-    let mut sum = T::ZERO;
-    for &v in e.iter() {
-        sum += v;
-    }
+    let max = T::row_max(x);
+    e.copy_from_slice(x);
+    let sum = T::row_exp_shifted_sum(e, max);
     (max, sum)
 }
 
@@ -66,10 +57,7 @@ fn bwd<T: Real>(x: &[T], t: &[u32], g: &[T], v: usize) -> Vec<T> {
         .zip(t.par_iter().zip(g.par_iter()))
         .for_each(|((o, row), (&tg, &gi))| {
             let (_, sum) = row_exp(o, row);
-            let scale = gi / sum;
-            for oi in o.iter_mut() {
-                *oi = *oi * scale;
-            }
+            T::row_scale(o, gi / sum);
             o[tg as usize] = o[tg as usize] - gi;
         });
     out

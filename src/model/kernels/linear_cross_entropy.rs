@@ -96,19 +96,8 @@ fn fwd<T: Real>(x: &[T], w: &[T], t: &[u32], d: &Dims) -> Vec<T> {
                 if (v0..v0 + bw).contains(&tg) {
                     *pk = row[tg - v0];
                 }
-                let mut bmax = T::NEG_INF;
-                for &v in row.iter() {
-                    bmax = bmax.max(v);
-                }
-                let max = st.0.max(bmax);
-                for v in row.iter_mut() {
-                    *v = *v - max;
-                }
-                T::exp_inplace(row);
-                let mut sum = T::ZERO;
-                for &v in row.iter() {
-                    sum += v;
-                }
+                let max = st.0.max(T::row_max(row));
+                let sum = T::row_exp_shifted_sum(row, max);
                 let carried = if st.1 == T::ZERO {
                     T::ZERO
                 } else {
@@ -133,11 +122,7 @@ fn bwd<T: Real>(x: &[T], w: &[T], t: &[u32], nll: &[T], g: &[T], d: &Dims) -> Ve
         .into_par_iter()
         .map(|i| {
             let (xr, wr) = (&x[i * d.h..(i + 1) * d.h], &w[t[i] as usize * d.h..][..d.h]);
-            let mut dot = T::ZERO;
-            for (&a, &b) in xr.iter().zip(wr) {
-                dot += a * b;
-            }
-            nll[i] + dot
+            nll[i] + T::row_dot(xr, wr)
         })
         .collect();
     let mut z = vec![T::ZERO; d.n * d.block];
@@ -154,13 +139,8 @@ fn bwd<T: Real>(x: &[T], w: &[T], t: &[u32], nll: &[T], g: &[T], d: &Dims) -> Ve
                     row.iter_mut().for_each(|v| *v = T::ZERO);
                     return;
                 }
-                for v in row.iter_mut() {
-                    *v = *v - l;
-                }
-                T::exp_inplace(row);
-                for v in row.iter_mut() {
-                    *v = *v * gi;
-                }
+                T::row_exp_shifted_sum(row, l);
+                T::row_scale(row, gi);
                 let tg = tg as usize;
                 if (v0..v0 + bw).contains(&tg) {
                     row[tg - v0] = row[tg - v0] - gi;

@@ -18,8 +18,11 @@ pub mod cross_entropy;
 pub mod exp;
 pub mod linear;
 pub mod linear_cross_entropy;
+#[cfg(test)]
+mod paths;
 pub mod rms_norm;
 pub mod rope;
+pub mod rows;
 pub mod skinny;
 pub mod softmax;
 pub mod swiglu;
@@ -188,10 +191,19 @@ pub(crate) trait Real:
     /// `wide`'s eight lanes; within 2 ulp of libm; libm's scalar `expf` was 4% of a train
     /// step); f64 stays scalar (tests).
     fn exp_inplace(xs: &mut [Self]);
+    /// Row operations ([`rows`]: f32 at the CPU's width, the same bits on every path; f64 one
+    /// element at a time).
+    fn row_max(xs: &[Self]) -> Self;
+    fn row_dot(a: &[Self], b: &[Self]) -> Self;
+    /// `x ← x·scale + mask`, returning the new max.
+    fn row_scale_add_max(xs: &mut [Self], mask: &[Self], scale: Self) -> Self;
+    /// `x ← exp(x − shift)`, returning the new sum.
+    fn row_exp_shifted_sum(xs: &mut [Self], shift: Self) -> Self;
+    fn row_scale(xs: &mut [Self], s: Self);
 }
 
 macro_rules! real {
-    ($t:ty, $exp:ident) => {
+    ($t:ty, $exp:ident, $rows:path) => {
         impl Real for $t {
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
@@ -214,11 +226,31 @@ macro_rules! real {
             fn exp_inplace(xs: &mut [Self]) {
                 $exp(xs)
             }
+            fn row_max(xs: &[Self]) -> Self {
+                use $rows as r;
+                r::max(xs)
+            }
+            fn row_dot(a: &[Self], b: &[Self]) -> Self {
+                use $rows as r;
+                r::dot(a, b)
+            }
+            fn row_scale_add_max(xs: &mut [Self], mask: &[Self], scale: Self) -> Self {
+                use $rows as r;
+                r::scale_add_max(xs, mask, scale)
+            }
+            fn row_exp_shifted_sum(xs: &mut [Self], shift: Self) -> Self {
+                use $rows as r;
+                r::exp_shifted_sum(xs, shift)
+            }
+            fn row_scale(xs: &mut [Self], s: Self) {
+                use $rows as r;
+                r::scale(xs, s)
+            }
         }
     };
 }
-real!(f32, exp_f32);
-real!(f64, exp_scalar);
+real!(f32, exp_f32, rows);
+real!(f64, exp_scalar, rows::serial);
 
 fn exp_f32(xs: &mut [f32]) {
     exp::exp_inplace(xs)

@@ -19,10 +19,7 @@ struct RmsNorm {
 }
 
 fn inv_rms<T: Real>(row: &[T], eps: f64) -> T {
-    let mut ss = T::ZERO;
-    for &v in row {
-        ss += v * v;
-    }
+    let ss = T::row_dot(row, row);
     T::ONE / (ss / T::from_f64(row.len() as f64) + T::from_f64(eps)).sqrt()
 }
 
@@ -56,15 +53,15 @@ fn bwd<T: Real>(x: &[T], w: &[T], g: &[T], eps: f64) -> Vec<T> {
             let mut gw = vec![T::ZERO; d];
             for ((gxr, xr), gr) in gxc.chunks_mut(d).zip(xc.chunks(d)).zip(gc.chunks(d)) {
                 let r = inv_rms(xr, eps);
-                // dot = Σ g·w·x
-                let mut dot = T::ZERO;
+                // dot = Σ (g·w)·x, with g·w kept in gx meanwhile
                 for i in 0..d {
-                    dot += gr[i] * w[i] * xr[i];
+                    gxr[i] = gr[i] * w[i];
                     gw[i] += gr[i] * xr[i] * r;
                 }
+                let dot = T::row_dot(gxr, xr);
                 let c = dot * r * r * r / T::from_f64(d as f64);
                 for i in 0..d {
-                    gxr[i] = gr[i] * w[i] * r - xr[i] * c;
+                    gxr[i] = gxr[i] * r - xr[i] * c;
                 }
             }
             gw

@@ -12,23 +12,10 @@ pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
 }
 
 fn row_softmax<T: Real>(out: &mut [T], x: &[T]) {
-    let mut max = T::NEG_INF;
-    for (o, &v) in out.iter_mut().zip(x) {
-        *o = v;
-        max = max.max(v);
-    }
-    for o in out.iter_mut() {
-        *o = *o - max;
-    }
-    T::exp_inplace(out);
-    let mut sum = T::ZERO;
-    for &o in out.iter() {
-        sum += o;
-    }
-    let inv = T::ONE / sum;
-    for o in out.iter_mut() {
-        *o = *o * inv;
-    }
+    out.copy_from_slice(x);
+    let max = T::row_max(out);
+    let sum = T::row_exp_shifted_sum(out, max);
+    T::row_scale(out, T::ONE / sum);
 }
 
 fn fwd<T: Real>(x: &[T], d: usize) -> Vec<T> {
@@ -53,10 +40,7 @@ fn bwd<T: Real>(y: &[T], g: &[T], d: usize, scale: f64) -> Vec<T> {
         .zip(y.par_chunks(per).zip(g.par_chunks(per)))
         .for_each(|(gc, (yc, gcin))| {
             for ((o, yr), gr) in gc.chunks_mut(d).zip(yc.chunks(d)).zip(gcin.chunks(d)) {
-                let mut dot = T::ZERO;
-                for (&a, &b) in yr.iter().zip(gr) {
-                    dot += a * b;
-                }
+                let dot = T::row_dot(yr, gr);
                 for ((o, &a), &b) in o.iter_mut().zip(yr).zip(gr) {
                     *o = scale * a * (b - dot);
                 }
