@@ -453,22 +453,43 @@ impl Decoder {
                 )
             }
         };
-        let mut q = q.reshape((b, t, nh, hd))?;
-        let mut k = k.reshape((b, t, nkv, hd))?;
-        if let Some(n) = &a.q_norm {
-            q = n.forward(&q)?;
-        }
-        if let Some(n) = &a.k_norm {
-            k = n.forward(&k)?;
-        }
-        let mut q = q.transpose(1, 2)?.contiguous()?;
-        let mut k = k.transpose(1, 2)?.contiguous()?;
-        let v = v.reshape((b, t, nkv, hd))?.transpose(1, 2)?.contiguous()?;
-        if let Some((cos, sin)) = rope {
-            // candle's cat along the last dim returns a strided view that matmul rejects
-            q = apply_rotary(&q, cos, sin)?.contiguous()?;
-            k = apply_rotary(&k, cos, sin)?.contiguous()?;
-        }
+        let fused = super::kernels::enabled(&q);
+        let (q, k, v) = if fused {
+            // heads moved to [b, h, t, d] and rotated in one op each: one graph node, not four
+            use super::kernels::heads::to_heads;
+            let rope = rope.map(|(c, s)| (c, s));
+            let q = match &a.q_norm {
+                Some(n) => n.forward(&q.reshape((b, t, nh, hd))?)?,
+                None => q,
+            };
+            let k = match &a.k_norm {
+                Some(n) => n.forward(&k.reshape((b, t, nkv, hd))?)?,
+                None => k,
+            };
+            (
+                to_heads(&q, nh, rope)?,
+                to_heads(&k, nkv, rope)?,
+                to_heads(&v, nkv, None)?,
+            )
+        } else {
+            let mut q = q.reshape((b, t, nh, hd))?;
+            let mut k = k.reshape((b, t, nkv, hd))?;
+            if let Some(n) = &a.q_norm {
+                q = n.forward(&q)?;
+            }
+            if let Some(n) = &a.k_norm {
+                k = n.forward(&k)?;
+            }
+            let mut q = q.transpose(1, 2)?.contiguous()?;
+            let mut k = k.transpose(1, 2)?.contiguous()?;
+            let v = v.reshape((b, t, nkv, hd))?.transpose(1, 2)?.contiguous()?;
+            if let Some((cos, sin)) = rope {
+                // candle's cat along the last dim returns a strided view that matmul rejects
+                q = apply_rotary(&q, cos, sin)?.contiguous()?;
+                k = apply_rotary(&k, cos, sin)?.contiguous()?;
+            }
+            (q, k, v)
+        };
         let (k, v) = match cache {
             Some(slot) => {
                 let (k, v) = match slot.take() {
@@ -486,10 +507,8 @@ impl Decoder {
             && k.dtype() == DType::F32
         {
             // scores, mask, softmax and P·V per (row, kv head), K and V shared in place
-            let out = super::kernels::attention::attention(&q, &k, &v, mask, cfg.attn_scale)?
-                .transpose(1, 2)?
-                .reshape((b, t, nh * hd))?;
-            return a.o.forward(&out);
+            let out = super::kernels::attention::attention(&q, &k, &v, mask, cfg.attn_scale)?;
+            return a.o.forward(&super::kernels::heads::from_heads(&out)?);
         }
         let k = repeat_kv(&k, nh / nkv)?;
         let v = repeat_kv(&v, nh / nkv)?;

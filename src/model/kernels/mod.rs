@@ -16,6 +16,7 @@ pub mod adamw;
 pub mod attention;
 pub mod cross_entropy;
 pub mod exp;
+pub mod heads;
 pub mod linear;
 pub mod linear_cross_entropy;
 #[cfg(test)]
