@@ -12,10 +12,10 @@
 //! recomputes P from Q and K (as flash attention does) and uses `rowsum(dO ∘ O)` for the softmax
 //! gradient, so the `[b, h, tq, tk]` tensors exist one head at a time, per thread.
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{contiguous, gemm, Real};
+use super::{contiguous, cpu_storage, gemm, Real};
 
 /// `softmax(scale · q kᵀ + mask) v`: `q` `[b, h, tq, d]`, `k` and `v` `[b, kv, tk, d]` with `h` a
 /// multiple of `kv`, `mask` `[b, 1, tq, tk]` or `[1, 1, tq, tk]` (additive, no gradient).
@@ -82,14 +82,6 @@ fn dims(name: &str, ql: &Layout, kl: &Layout, vl: &Layout, mask: &Tensor) -> Res
         d,
         mask_per_row: mb == b && b > 1,
     })
-}
-
-/// The CPU storage behind a tensor the op carries (its mask, output, incoming gradient).
-fn cpu<'a>(name: &str, s: &'a Storage) -> Result<&'a CpuStorage> {
-    match s {
-        Storage::Cpu(c) => Ok(c),
-        _ => candle_core::bail!("{name}: CPU tensors only"),
-    }
 }
 
 /// `p ← softmax(scale · (q kᵀ) + mask)` for one head: `q` `[tq, d]`, `k` `[tk, d]`, `p` `[tq, tk]`.
@@ -255,7 +247,7 @@ impl CustomOp3 for Attention {
         let n = self.name();
         let s = dims(n, ql, kl, vl, &self.mask)?;
         let (ms, ml) = self.mask.storage_and_layout();
-        let mc = cpu(n, &ms)?;
+        let mc = cpu_storage(n, &ms)?;
         let out = match qs {
             CpuStorage::F32(_) => CpuStorage::F32(fwd(
                 contiguous(n, qs, ql)?,
@@ -334,7 +326,11 @@ impl CustomOp3 for AttentionBwd {
         let (os, ol) = self.out.storage_and_layout();
         let (gs, gl) = self.grad.storage_and_layout();
         let (ms, ml) = self.mask.storage_and_layout();
-        let (oc, gc, mc) = (cpu(n, &os)?, cpu(n, &gs)?, cpu(n, &ms)?);
+        let (oc, gc, mc) = (
+            cpu_storage(n, &os)?,
+            cpu_storage(n, &gs)?,
+            cpu_storage(n, &ms)?,
+        );
         macro_rules! run {
             ($t:ty, $variant:ident) => {
                 CpuStorage::$variant(bwd::<$t>(

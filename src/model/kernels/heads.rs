@@ -6,10 +6,10 @@
 //! other way with the inverse rotation. Values equal [`super::rope`]'s bit for bit: the same
 //! products in the same order, and the moves are copies.
 
-use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{contiguous, Real};
+use super::{contiguous, cpu_storage, Real};
 
 /// `[b, t, heads·d]` (or `[b, t, heads, d]`) → `[b, heads, t, d]`, rotated by `rope` = (cos,
 /// sin), each `[t, half]` or `[b, t, half]`, when given. CPU, f32/f64; the gradient flows to `x`.
@@ -69,17 +69,7 @@ type Tables<'a, T> = (&'a [T], &'a [T], usize, bool, bool);
 fn row<T: Real>(dst: &mut [T], src: &[T], rot: Option<(&[T], &[T], bool)>) {
     match rot {
         None => dst.copy_from_slice(src),
-        Some((c, s, inverse)) => {
-            let half = c.len();
-            let (x1, rest) = src.split_at(half);
-            let x2 = &rest[..half];
-            for i in 0..half {
-                let si = if inverse { -s[i] } else { s[i] };
-                dst[i] = x1[i] * c[i] - x2[i] * si;
-                dst[half + i] = x2[i] * c[i] + x1[i] * si;
-            }
-            dst[2 * half..].copy_from_slice(&src[2 * half..]);
-        }
+        Some((c, s, inverse)) => super::rope::rotate_row(dst, src, c, s, inverse),
     }
 }
 
@@ -116,13 +106,6 @@ fn run<T: Real>(x: &[T], s: Dims, to_heads: bool, tables: Option<Tables<'_, T>>)
         });
     }
     y
-}
-
-fn cpu<'a>(name: &str, s: &'a Storage) -> Result<&'a CpuStorage> {
-    match s {
-        Storage::Cpu(c) => Ok(c),
-        _ => candle_core::bail!("{name}: CPU tensors only"),
-    }
 }
 
 impl Heads {
@@ -167,8 +150,8 @@ impl Heads {
         let (cs, cl) = rot.cos.storage_and_layout();
         let (ss, sl) = rot.sin.storage_and_layout();
         let (c, sn) = (
-            contiguous::<T>(n, cpu(n, &cs)?, cl)?,
-            contiguous::<T>(n, cpu(n, &ss)?, sl)?,
+            contiguous::<T>(n, cpu_storage(n, &cs)?, cl)?,
+            contiguous::<T>(n, cpu_storage(n, &ss)?, sl)?,
         );
         let (half, per_batch) = match *cl.dims() {
             [st, half] if st == s.t => (half, false),

@@ -276,6 +276,15 @@ pub(crate) fn contiguous<'a, T: candle_core::WithDType>(
     }
 }
 
+/// The CPU storage behind a tensor an op carries (attention's mask, RoPE's tables), or an error
+/// naming the op.
+pub(crate) fn cpu_storage<'a>(op: &str, s: &'a candle_core::Storage) -> Result<&'a CpuStorage> {
+    match s {
+        candle_core::Storage::Cpu(c) => Ok(c),
+        _ => candle_core::bail!("{op}: CPU tensors only"),
+    }
+}
+
 /// `dst[m, n] (+)= a[m, k] · b[k, n]` by the `gemm` crate (the one candle's matmul uses), each
 /// operand given as (slice, row stride, column stride), `dst` as (slice, row stride) with unit
 /// column stride. `parallel`: split the product over rayon's threads (for one big product), or

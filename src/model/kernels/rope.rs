@@ -41,17 +41,25 @@ fn run<T: Real>(
             for (j, (yr, xr)) in yp.chunks_mut(d).zip(xp.chunks(d)).enumerate() {
                 let c = &cos[table + j * half..table + (j + 1) * half];
                 let s = &sin[table + j * half..table + (j + 1) * half];
-                let (x1, rest) = xr.split_at(half);
-                let x2 = &rest[..half];
-                for i in 0..half {
-                    let si = if inverse { -s[i] } else { s[i] };
-                    yr[i] = x1[i] * c[i] - x2[i] * si;
-                    yr[half + i] = x2[i] * c[i] + x1[i] * si;
-                }
-                yr[2 * half..].copy_from_slice(&xr[2 * half..]);
+                rotate_row(yr, xr, c, s, inverse);
             }
         });
     y
+}
+
+/// `dst ← rotate(src)` for one head's row: rotate-half by the row's `cos`/`sin` (`half` each,
+/// sin negated when `inverse`), the dims past `2·half` copied through.
+#[inline]
+pub(super) fn rotate_row<T: Real>(dst: &mut [T], src: &[T], c: &[T], s: &[T], inverse: bool) {
+    let half = c.len();
+    let (x1, rest) = src.split_at(half);
+    let x2 = &rest[..half];
+    for i in 0..half {
+        let si = if inverse { -s[i] } else { s[i] };
+        dst[i] = x1[i] * c[i] - x2[i] * si;
+        dst[half + i] = x2[i] * c[i] + x1[i] * si;
+    }
+    dst[2 * half..].copy_from_slice(&src[2 * half..]);
 }
 
 impl CustomOp3 for Rope {
