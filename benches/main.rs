@@ -5,11 +5,17 @@
 
 mod benchmarks;
 
-criterion::criterion_main!(
-    benchmarks::forward::benches,
-    benchmarks::decode::benches,
-    benchmarks::train_step::benches,
-    benchmarks::scorers::benches,
-    benchmarks::compare::benches,
-    benchmarks::kernels::benches
-);
+/// `criterion_main!`, with the thread pools set up first as the CLI does (`cli::run`).
+fn main() {
+    sft_eval::model::kernels::tune_candle_pool();
+    sft_eval::model::kernels::join_thread_pool().expect("rayon's pool starts once");
+    benchmarks::forward::benches();
+    benchmarks::decode::benches();
+    benchmarks::train_step::benches();
+    benchmarks::scorers::benches();
+    benchmarks::compare::benches();
+    benchmarks::kernels::benches();
+    criterion::Criterion::default()
+        .configure_from_args()
+        .final_summary();
+}

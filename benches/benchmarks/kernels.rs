@@ -84,4 +84,34 @@ fn softmax_rows(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, exp, softmax_rows);
+/// A projection's forward, `x · Wᵀ` for 1,024 rows (the train-step benches' tokens), at the
+/// small shape's and SmolLM2-135M's (in → out) sizes; throughput in floating-point operations.
+/// Run it at 2 threads to see how the product is split (`RAYON_NUM_THREADS=2`).
+fn linear(c: &mut Criterion) {
+    use candle_core::{Device, Tensor};
+    let rows = 1024;
+    let mut g = c.benchmark_group("kernels/linear");
+    for (inp, out) in [
+        (256, 256),
+        (256, 1024),
+        (1024, 256),
+        (576, 192),
+        (576, 576),
+        (576, 1536),
+        (1536, 576),
+    ] {
+        let x = Tensor::randn(0f32, 1.0, (rows, inp), &Device::Cpu).unwrap();
+        let w = Tensor::randn(0f32, 0.05, (out, inp), &Device::Cpu).unwrap();
+        g.throughput(Throughput::Elements((2 * rows * inp * out) as u64));
+        g.bench_function(format!("{inp}x{out}"), |b| {
+            b.iter(|| {
+                std::hint::black_box(
+                    sft_eval::model::kernels::linear::linear(&x, &w, false).unwrap(),
+                )
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, exp, softmax_rows, linear);

@@ -346,13 +346,14 @@ impl TestContext {
     }
 }
 
-/// The `sft-eval` binary with no progress bars, no CI summary file and no device from the
-/// environment (for a test that spawns and stops it itself; [`TestContext`] runs it otherwise).
+/// The `sft-eval` binary with no progress bars, no CI summary file, and no device or candle
+/// spin limit from the environment (for a test that spawns and stops it itself; [`TestContext`] runs it otherwise).
 pub fn sft_eval_command() -> std::process::Command {
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_sft-eval"));
     c.env("SFT_EVAL_NO_PROGRESS", "1")
         .env_remove("GITHUB_STEP_SUMMARY")
-        .env_remove("SFT_EVAL_DEVICE");
+        .env_remove("SFT_EVAL_DEVICE")
+        .env_remove("CANDLE_BARRIER_POOL_SPIN_LIMIT");
     c
 }
 

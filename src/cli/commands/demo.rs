@@ -64,15 +64,19 @@ impl DemoObserver for Progress {
     }
 }
 
-pub fn run(a: &DemoArgs) -> Result<ExitStatus, Error> {
-    // The organism is too small to gain from threads, and candle's spinning thread pool loses
-    // up to 10x on a busy machine (measured: 60 replay steps took 6 s on one thread, 63 s on
-    // two under load). Respect an explicit setting.
+/// The organism is too small to gain from threads, and candle's spinning thread pool loses
+/// up to 10x on a busy machine (measured: 60 replay steps took 6 s on one thread, 63 s on
+/// two under load): one thread unless RAYON_NUM_THREADS or CANDLE_NUM_THREADS says otherwise.
+/// Called by `cli::run` before any thread pool starts (they read the variable once).
+pub fn one_thread_unless_set() {
     if std::env::var_os("RAYON_NUM_THREADS").is_none()
         && std::env::var_os("CANDLE_NUM_THREADS").is_none()
     {
         std::env::set_var("RAYON_NUM_THREADS", "1");
     }
+}
+
+pub fn run(a: &DemoArgs) -> Result<ExitStatus, Error> {
     if !a.organism.join("config.json").exists() {
         return Err(Error::Usage(format!(
             "{}: no organism here (config.json missing); make one with `sft-eval pretrain -o {}`",

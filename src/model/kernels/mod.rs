@@ -16,6 +16,7 @@ pub mod adamw;
 pub mod attention;
 pub mod cross_entropy;
 pub mod exp;
+mod gemm;
 pub mod heads;
 pub mod linear;
 pub mod linear_cross_entropy;
@@ -39,6 +40,8 @@ use std::cell::Cell;
 use std::sync::OnceLock;
 
 use candle_core::{CpuStorage, DType, Layout, Result, Tensor};
+
+pub(crate) use gemm::{gemm, gemm_new};
 
 thread_local! {
     static OVERRIDE: Cell<Option<bool>> = const { Cell::new(None) };
@@ -122,6 +125,50 @@ pub fn isa() -> Isa {
             .find(|i| asked.as_deref() == Some(i.name()) && i.available())
             .unwrap_or(best)
     })
+}
+
+/// Start rayon's global pool (RAYON_NUM_THREADS threads, else one per CPU) with the calling
+/// thread as one of its workers when there are two or more, and return how many threads it
+/// has. Call it once, first thing, on the thread that will run the model.
+///
+/// Why: a parallel loop started from a thread outside the pool is queued to a worker while the
+/// caller sleeps, and woken again at the end: two context switches per op, and the caller's
+/// core idle meanwhile. On the small-shape forward at 2 threads that was ~650 switches per
+/// batch; as a worker, the caller runs its share itself (measured: 1.60 → 1.72 CPUs busy, train
+/// step +7–12%; reports/bench/README.md). With one thread it stays outside (no gain measured
+/// there, and a pool whose only worker is the caller could not run rayon work sent by another
+/// thread while the caller waits for that thread). An error if the pool was already started.
+pub fn join_thread_pool() -> std::result::Result<usize, rayon::ThreadPoolBuildError> {
+    // rayon's own rule for the default size, read ahead of it
+    let threads = std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|s| s.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let mut pool = rayon::ThreadPoolBuilder::new().num_threads(threads);
+    if threads >= 2 {
+        pool = pool.use_current_thread();
+    }
+    pool.build_global()?;
+    Ok(rayon::current_num_threads())
+}
+
+/// The spin limit given to candle's own worker pool when the user has not set one.
+pub const CANDLE_SPIN_LIMIT: &str = "1000";
+
+/// Make candle's worker pool park sooner: after each job its threads spin 25,000 iterations
+/// (candle 0.11's default) before they sleep, and on a small machine that spin takes the core
+/// the next op's rayon worker needs (measured: 11.6% of a 2-thread train step's samples). With
+/// 1,000 the small-shape train step gains 9% (Xeon) to 15–23% (EPYC) at 2 threads; one thread
+/// is unaffected (candle starts no workers there). `CANDLE_BARRIER_POOL_SPIN_LIMIT` set by the
+/// user wins. Call it
+/// before the first tensor op and before other threads start: candle reads it once, and
+/// setting a variable is only sound while one thread runs.
+pub fn tune_candle_pool() {
+    let var = crate::env_vars::CANDLE_BARRIER_POOL_SPIN_LIMIT;
+    if std::env::var_os(var).is_none() {
+        std::env::set_var(var, CANDLE_SPIN_LIMIT);
+    }
 }
 
 /// Whether the model should take the fused path for `t`: CPU, f32, not switched off. The first
@@ -282,124 +329,6 @@ pub(crate) fn cpu_storage<'a>(op: &str, s: &'a candle_core::Storage) -> Result<&
     match s {
         candle_core::Storage::Cpu(c) => Ok(c),
         _ => candle_core::bail!("{op}: CPU tensors only"),
-    }
-}
-
-/// `dst[m, n] (+)= a[m, k] · b[k, n]` by the `gemm` crate (the one candle's matmul uses), each
-/// operand given as (slice, row stride, column stride), `dst` as (slice, row stride) with unit
-/// column stride. `parallel`: split the product over rayon's threads (for one big product), or
-/// not (for many small ones, already spread over threads by the caller).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn gemm<T: Real>(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: (&mut [T], usize),
-    accumulate: bool,
-    a: (&[T], isize, isize),
-    b: (&[T], isize, isize),
-    parallel: bool,
-) {
-    let (d, rs) = dst;
-    // SAFETY: `d` is an exclusively borrowed, initialised slice of `d.len()` elements
-    unsafe {
-        gemm_raw(
-            m,
-            n,
-            k,
-            (d.as_mut_ptr(), d.len(), rs),
-            accumulate,
-            a,
-            b,
-            parallel,
-        )
-    }
-}
-
-/// `a[m, k] · b[k, n]` into a new row-major `[m, n]` vector (operands as in [`gemm`]). The
-/// vector is not zero-filled first: gemm writes every element without reading it.
-pub(crate) fn gemm_new<T: Real>(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: (&[T], isize, isize),
-    b: (&[T], isize, isize),
-    parallel: bool,
-) -> Vec<T> {
-    if k == 0 || m == 0 || n == 0 {
-        return vec![T::ZERO; m * n];
-    }
-    let mut out: Vec<T> = Vec::with_capacity(m * n);
-    // SAFETY: the capacity holds m·n elements; without accumulation gemm writes each of them
-    // and reads none, so after it returns all m·n are initialised.
-    unsafe {
-        gemm_raw(m, n, k, (out.as_mut_ptr(), m * n, n), false, a, b, parallel);
-        out.set_len(m * n);
-    }
-    out
-}
-
-/// [`gemm`] on a destination given as (pointer, elements it may reach, row stride).
-///
-/// # Safety
-/// `dst.0` must be valid for writes of `dst.1` elements, not overlap `a` or `b`, and be
-/// initialised when `accumulate` is set.
-#[allow(clippy::too_many_arguments)]
-unsafe fn gemm_raw<T: Real>(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: (*mut T, usize, usize),
-    accumulate: bool,
-    a: (&[T], isize, isize),
-    b: (&[T], isize, isize),
-    parallel: bool,
-) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    let last = |rows: usize, rs: isize, cols: usize, cs: isize| {
-        (rows.max(1) - 1) as isize * rs + (cols.max(1) - 1) as isize * cs
-    };
-    assert!((m - 1) * dst.2 + n <= dst.1, "gemm: destination too small");
-    if k > 0 {
-        assert!(
-            last(m, a.1, k, a.2) < a.0.len() as isize,
-            "gemm: lhs too small"
-        );
-        assert!(
-            last(k, b.1, n, b.2) < b.0.len() as isize,
-            "gemm: rhs too small"
-        );
-    }
-    let par = match rayon::current_num_threads() {
-        t if parallel && t > 1 => gemm::Parallelism::Rayon(t),
-        _ => gemm::Parallelism::None,
-    };
-    // SAFETY: the asserts above keep every index the strides reach inside `a`, `b` and the
-    // destination's extent; the caller guarantees the destination is writable and unaliased.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.0,
-            1,
-            dst.2 as isize,
-            accumulate,
-            a.0.as_ptr(),
-            a.2,
-            a.1,
-            b.0.as_ptr(),
-            b.2,
-            b.1,
-            if accumulate { T::ONE } else { T::ZERO },
-            T::ONE,
-            false,
-            false,
-            false,
-            par,
-        )
     }
 }
 
