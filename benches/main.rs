@@ -7,8 +7,7 @@ mod benchmarks;
 
 /// `criterion_main!`, with the thread pools set up first as the CLI does (`cli::run`).
 fn main() {
-    sft_eval::model::kernels::tune_candle_pool();
-    sft_eval::model::kernels::join_thread_pool().expect("rayon's pool starts once");
+    sft_eval::model::kernels::start_thread_pools().expect("rayon's pool starts once");
     benchmarks::forward::benches();
     benchmarks::decode::benches();
     benchmarks::train_step::benches();

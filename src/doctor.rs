@@ -92,8 +92,13 @@ pub fn report(sandbox_probe: bool) -> Vec<Line> {
         (
             "threads".into(),
             format!(
-                "{} (RAYON_NUM_THREADS sets them; from two up, the command's own thread is one), candle's workers spin {} times before they sleep (CANDLE_BARRIER_POOL_SPIN_LIMIT)",
+                "{} (RAYON_NUM_THREADS sets them; the command's own thread {}), candle's workers spin {} times before they sleep (CANDLE_BARRIER_POOL_SPIN_LIMIT)",
                 rayon::current_num_threads(),
+                if rayon::current_thread_index().is_some() {
+                    "is one of them"
+                } else {
+                    "runs outside them"
+                },
                 std::env::var(crate::env_vars::CANDLE_BARRIER_POOL_SPIN_LIMIT)
                     .unwrap_or_else(|_| "25000 (candle's default)".into())
             ),

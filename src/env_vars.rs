@@ -13,5 +13,5 @@ pub const SFT_EVAL_FUSED: &str = "SFT_EVAL_FUSED";
 /// measure or test a narrower path on a wider CPU (`model::kernels::isa`).
 pub const SFT_EVAL_CPU_ISA: &str = "SFT_EVAL_CPU_ISA";
 /// How long candle's worker threads spin after each job before they sleep (read by candle
-/// itself); `sft-eval` sets 1000 when unset (`model::kernels::tune_candle_pool`).
+/// itself); `sft-eval` sets 1000 when unset (`model::kernels::start_thread_pools`).
 pub const CANDLE_BARRIER_POOL_SPIN_LIMIT: &str = "CANDLE_BARRIER_POOL_SPIN_LIMIT";

@@ -106,10 +106,9 @@ pub fn run(cli: Cli) -> Result<ExitStatus, Error> {
     if matches!(cli.command, Command::Demo(_)) {
         commands::demo::one_thread_unless_set();
     }
-    crate::model::kernels::tune_candle_pool();
     // This thread runs the model: make it one of rayon's workers (see the function's note).
     // Only fails when the pool already runs (a caller of `run` started it), which is fine.
-    let _ = crate::model::kernels::join_thread_pool();
+    let _ = crate::model::kernels::start_thread_pools();
     match cli.command {
         Command::Doctor(args) => {
             let lines = crate::doctor::report(!args.no_sandbox);

@@ -206,6 +206,11 @@ fn commands_join_the_thread_pool_and_shorten_candles_spin_unless_set() {
     };
     let default = threads(crate::common::TestContext::new().env("RAYON_NUM_THREADS", "2"));
     assert!(default.starts_with("2 ("), "{default}");
+    assert!(default.contains("own thread is one of them"), "{default}");
+    // one thread: the caller stays outside (a lone worker blocked on another thread could not
+    // run that thread's rayon work)
+    let one = threads(crate::common::TestContext::new().env("RAYON_NUM_THREADS", "1"));
+    assert!(one.contains("own thread runs outside them"), "{one}");
     assert!(
         default.contains(&format!(
             "spin {} times",

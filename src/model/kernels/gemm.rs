@@ -91,13 +91,13 @@ unsafe fn gemm_raw<T: Real>(
         );
     }
     let threads = rayon::current_num_threads();
-    if !parallel || threads == 1 {
-        // SAFETY: the asserts above keep every index the strides reach inside `a`, `b` and the
-        // destination's extent; the caller guarantees the destination is writable and unaliased.
-        return unsafe { gemm_call(m, n, k, dst, accumulate, a, b, ::gemm::Parallelism::None) };
-    }
-    let banded =
-        n <= ROW_SPLIT_MAX_N && m >= threads * ROW_SPLIT_MIN_ROWS && k > 0 && a.1 >= 0 && a.2 >= 0;
+    let threaded = parallel && threads > 1;
+    let banded = threaded
+        && n <= ROW_SPLIT_MAX_N
+        && m >= threads * ROW_SPLIT_MIN_ROWS
+        && k > 0
+        && a.1 >= 0
+        && a.2 >= 0;
     if banded {
         // Narrow products: one band of rows per thread, each a serial gemm (see ROW_SPLIT_MAX_N).
         use rayon::prelude::*;
@@ -129,19 +129,14 @@ unsafe fn gemm_raw<T: Real>(
         });
         return;
     }
-    // SAFETY: as above
-    unsafe {
-        gemm_call(
-            m,
-            n,
-            k,
-            dst,
-            accumulate,
-            a,
-            b,
-            ::gemm::Parallelism::Rayon(threads),
-        )
-    }
+    let par = if threaded {
+        ::gemm::Parallelism::Rayon(threads)
+    } else {
+        ::gemm::Parallelism::None
+    };
+    // SAFETY: the asserts above keep every index the strides reach inside `a`, `b` and the
+    // destination's extent; the caller guarantees the destination is writable and unaliased.
+    unsafe { gemm_call(m, n, k, dst, accumulate, a, b, par) }
 }
 
 /// Products at most this wide are split into bands of rows, one serial gemm per thread, rather

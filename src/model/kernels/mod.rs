@@ -127,6 +127,15 @@ pub fn isa() -> Isa {
     })
 }
 
+/// Set up both thread pools a command runs on: candle's spin ([`tune_candle_pool`]), then
+/// rayon's pool with the calling thread in it ([`join_thread_pool`]); returns rayon's thread
+/// count. Call it once, first thing, on the thread that will run the model (`cli::run` and the
+/// bench harness do); an error if rayon's pool was already started.
+pub fn start_thread_pools() -> std::result::Result<usize, rayon::ThreadPoolBuildError> {
+    tune_candle_pool();
+    join_thread_pool()
+}
+
 /// Start rayon's global pool (RAYON_NUM_THREADS threads, else one per CPU) with the calling
 /// thread as one of its workers when there are two or more, and return how many threads it
 /// has. Call it once, first thing, on the thread that will run the model.
@@ -138,7 +147,7 @@ pub fn isa() -> Isa {
 /// step +7–12%; reports/bench/README.md). With one thread it stays outside (no gain measured
 /// there, and a pool whose only worker is the caller could not run rayon work sent by another
 /// thread while the caller waits for that thread). An error if the pool was already started.
-pub fn join_thread_pool() -> std::result::Result<usize, rayon::ThreadPoolBuildError> {
+fn join_thread_pool() -> std::result::Result<usize, rayon::ThreadPoolBuildError> {
     // rayon's own rule for the default size, read ahead of it
     let threads = std::env::var("RAYON_NUM_THREADS")
         .ok()
@@ -164,7 +173,7 @@ pub const CANDLE_SPIN_LIMIT: &str = "1000";
 /// user wins. Call it
 /// before the first tensor op and before other threads start: candle reads it once, and
 /// setting a variable is only sound while one thread runs.
-pub fn tune_candle_pool() {
+fn tune_candle_pool() {
     let var = crate::env_vars::CANDLE_BARRIER_POOL_SPIN_LIMIT;
     if std::env::var_os(var).is_none() {
         std::env::set_var(var, CANDLE_SPIN_LIMIT);
