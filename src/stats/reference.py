@@ -7,7 +7,7 @@ command and the package versions written beside the constants.
 
     python src/stats/reference.py            # print every block
     python src/stats/reference.py dist       # print one block
-    python src/stats/reference.py --write    # splice every block into src/stats/*.rs
+    python src/stats/reference.py --write    # splice every block into src/stats/ (the tests of each module)
     rustfmt --edition 2021 src/stats/mod.rs  # then re-wrap the long lines
 
 Needs: numpy, scipy, statsmodels (`pip install scipy statsmodels`). The values were
@@ -500,13 +500,13 @@ def block_skew():
 
 
 BLOCKS = {
-    "dist": ("dist.rs", block_dist),
+    "dist": ("dist/tests.rs", block_dist),
     "paired": ("paired.rs", block_paired),
     "mcnemar": ("mcnemar.rs", block_mcnemar),
     "wilson": ("wilson.rs", block_wilson),
     "holm": ("multiple.rs", block_holm),
     "power": ("power.rs", block_power),
-    "bootstrap": ("bootstrap.rs", block_bootstrap),
+    "bootstrap": ("bootstrap/tests.rs", block_bootstrap),
     "tango": ("tango.rs", block_tango),
     "exact": ("exact.rs", block_exact),
     "skew": ("skew.rs", block_skew),
