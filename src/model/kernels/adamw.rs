@@ -224,45 +224,16 @@ impl InplaceOp3 for Apply {
 #[cfg(feature = "cuda")]
 mod cuda {
     use candle_core::backend::BackendStorage;
-    use candle_core::cuda_backend::cudarc::driver::{
-        CudaSlice, CudaView, LaunchConfig, PushKernelArg,
-    };
-    use candle_core::cuda_backend::{CudaDType, WrapErr};
+    use candle_core::cuda_backend::cudarc::driver::{CudaSlice, PushKernelArg};
+    use candle_core::cuda_backend::WrapErr;
     use candle_core::{bail, CudaStorage, DType, Layout, Result};
     use half::bf16;
 
+    use super::super::cuda::{elementwise as launch_config, range, suffix, view};
     use super::AdamWStep;
 
     const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/adamw.ptx"));
     const MODULE: &str = "sft_eval_adamw";
-
-    fn range(name: &str, l: &Layout) -> Result<std::ops::Range<usize>> {
-        match l.contiguous_offsets() {
-            Some((a, b)) => Ok(a..b),
-            None => bail!("{name}: tensors must be contiguous"),
-        }
-    }
-
-    fn suffix(name: &str, dt: DType) -> Result<&'static str> {
-        match dt {
-            DType::F32 => Ok("f32"),
-            DType::BF16 => Ok("bf16"),
-            other => bail!("{name}: f32 or bf16 parameters only, got {other:?}"),
-        }
-    }
-
-    fn view<'a, T: CudaDType>(
-        s: &'a CudaStorage,
-        r: std::ops::Range<usize>,
-    ) -> Result<CudaView<'a, T>> {
-        Ok(s.as_cuda_slice::<T>()?.slice(r))
-    }
-
-    /// One thread per element, in blocks of 1,024; the kernels' grid-stride loops cover a
-    /// tensor of more than 2³² elements too.
-    fn launch_config(n: usize) -> LaunchConfig {
-        LaunchConfig::for_num_elems(n.min(u32::MAX as usize) as u32)
-    }
 
     /// `m` or `v` (f32, updated in place) from the gradient `g`, with the kernel's float
     /// constants after the two pointers.

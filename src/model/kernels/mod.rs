@@ -15,6 +15,8 @@
 pub mod adamw;
 pub mod attention;
 pub mod cross_entropy;
+#[cfg(feature = "cuda")]
+mod cuda;
 pub mod exp;
 mod gemm;
 pub mod heads;
