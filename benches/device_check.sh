@@ -13,7 +13,10 @@
 #      (SFT_EVAL_BENCH_DEVICE=cuda, SFT_EVAL_BENCH_LARGE=1: the small and the SmolLM2-135M shapes),
 #      f32;
 #   3. the PyTorch side (benches/pytorch_side_by_side.py --device cuda --large --phases), f32;
-#   4. and 5. the same two in bf16 (SFT_EVAL_BENCH_DTYPE=bf16, --dtype bf16).
+#   4. and 5. the same two in bf16 (SFT_EVAL_BENCH_DTYPE=bf16, --dtype bf16);
+#   with CUDA_FUSED=1 (the default), the parity tests again and the forward and train-step benches
+#   in each dtype again, with the fused kernels written for CUDA switched on (SFT_EVAL_CUDA_FUSED=1:
+#   RMSNorm and SwiGLU; off by default in sft-eval until this check has passed and measured them).
 # A shorter check: PARITY=0 skips step 1, BENCH_FILTER narrows the criterion benches (a regex,
 # default '^(forward|decode|train_step|train_phase)/'), TORCH_ONLY=train_step narrows the PyTorch
 # side to one workload, TORCH=0 skips it.
@@ -32,6 +35,8 @@ PARITY=${PARITY:-1}
 BENCH_FILTER=${BENCH_FILTER:-'^(forward|decode|train_step|train_phase)/'}
 TORCH_ONLY=${TORCH_ONLY:-}
 TORCH=${TORCH:-1}
+CUDA_FUSED=${CUDA_FUSED:-1}
+FUSED_BENCH_FILTER=${FUSED_BENCH_FILTER:-'^(forward|train_step)/'}
 mkdir -p "$OUT"
 LOG=$OUT/device_check.log
 FAILED=()
@@ -96,6 +101,10 @@ main() {
   if ((PARITY)); then
     step "parity: CPU vs CUDA on every fixture model" 180 \
       "$BIN/integration" cuda:: --test-threads=1 --nocapture
+    if ((CUDA_FUSED)); then
+      step "parity with SFT_EVAL_CUDA_FUSED=1" 120 \
+        env SFT_EVAL_CUDA_FUSED=1 "$BIN/integration" cuda:: --test-threads=1 --nocapture
+    fi
   fi
 
   HAVE_TORCH=$TORCH
@@ -115,11 +124,17 @@ main() {
     PYTHONUNBUFFERED=1 python3 benches/pytorch_side_by_side.py --device cuda --dtype "$1" --large \
       --phases --threads "$(nproc)" ${TORCH_ONLY:+--only "$TORCH_ONLY"}
   }
-  export -f bench torch_side
-  export WARMUP_S MEASURE_S BENCH_FILTER TORCH_ONLY
+  bench_fused() { # bench_fused DTYPE
+    SFT_EVAL_CUDA_FUSED=1 BENCH_FILTER=$FUSED_BENCH_FILTER bench "$1"
+  }
+  export -f bench bench_fused torch_side
+  export WARMUP_S MEASURE_S BENCH_FILTER FUSED_BENCH_FILTER TORCH_ONLY
 
   for dt in f32 bf16; do
     step "candle benches on cuda, $dt" 150 bench "$dt"
+    if ((CUDA_FUSED)); then
+      step "candle benches on cuda, $dt, SFT_EVAL_CUDA_FUSED=1" 90 bench_fused "$dt"
+    fi
     if ((HAVE_TORCH)); then
       step "pytorch side on cuda, $dt" 90 torch_side "$dt"
     fi

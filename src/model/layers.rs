@@ -134,6 +134,12 @@ impl Module for Norm {
             };
             return super::kernels::rms_norm::rms_norm(x, &w, self.eps);
         }
+        if self.kind == NormKind::Rms
+            && self.weight.dtype() == x.dtype()
+            && super::kernels::cuda_enabled(x)
+        {
+            return super::kernels::rms_norm::rms_norm(x, &self.weight, self.eps);
+        }
         self.forward_composed(x)
     }
 }
@@ -202,7 +208,10 @@ pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
 
 /// `silu(gate) · up` with `act` in place of silu: fused for silu on CPU f32.
 pub fn gated(gate: &Tensor, up: &Tensor, act: Activation) -> Result<Tensor> {
-    if act == Activation::Silu && super::kernels::enabled(gate) && up.dtype() == DType::F32 {
+    if act == Activation::Silu
+        && ((super::kernels::enabled(gate) && up.dtype() == DType::F32)
+            || (up.dtype() == gate.dtype() && super::kernels::cuda_enabled(gate)))
+    {
         return super::kernels::swiglu::swiglu(gate, up);
     }
     activate(gate, act)? * up

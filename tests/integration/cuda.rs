@@ -1,8 +1,10 @@
 //! CPU ↔ CUDA parity (built only with `--features cuda`, run on the GPU machine by
 //! `benches/device_check.sh`): every fixture model gives the same logits (full batch and KV-cached
 //! decoding) and the same train step on GPU 0 as on the CPU, where the CPU takes the fused kernels
-//! and CUDA the differentiable compositions; and AdamW's CUDA kernels (the one fused op that runs
-//! on CUDA) take the same steps as the composition on CUDA and the CPU kernel.
+//! and CUDA the differentiable compositions; AdamW's CUDA kernels take the same steps as the
+//! composition on CUDA and the CPU kernel; and the RMSNorm and SwiGLU kernels written for CUDA
+//! (`SFT_EVAL_CUDA_FUSED=1` in a model) give the values and gradients of the CPU kernels and of
+//! the compositions, in f32 and bf16.
 //!
 //! Tolerance: f32 on both sides (candle's f32 GEMMs do not use TF32 unless
 //! `set_gemm_reduced_precision_f32(true)`), so the differences are summation order only; each
@@ -11,8 +13,10 @@
 //!
 //! No CUDA device at run time is a failure, not a skip: this test is only run where one should be.
 
-use candle_core::{DType, Device, IndexOp, Tensor};
-use sft_eval::model::kernels::fused_path_taken;
+use candle_core::{DType, Device, IndexOp, Result, Tensor, Var};
+use sft_eval::model::config::NormKind;
+use sft_eval::model::kernels::{fused_path_taken, rms_norm::rms_norm, swiglu::swiglu};
+use sft_eval::model::layers::Norm;
 use sft_eval::model::{LoadOptions, Model};
 use sft_eval::train::batch::{Example, MicroBatch};
 use sft_eval::train::nll_sum;
@@ -217,4 +221,112 @@ fn cuda_adamw_kernels_match_the_composition_and_the_cpu() {
             );
         }
     }
+}
+
+/// Values in [−scale, scale] on the CPU, f32 (a sine of the index: deterministic, no pattern that
+/// lines up with a block or a row).
+fn values(shape: &[usize], seed: f64, scale: f64) -> Tensor {
+    let n: usize = shape.iter().product();
+    Tensor::arange(0u32, n as u32, &Device::Cpu)
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap()
+        .affine(0.7548776662, seed)
+        .unwrap()
+        .sin()
+        .unwrap()
+        .affine(scale, 0.0)
+        .unwrap()
+        .reshape(shape)
+        .unwrap()
+}
+
+/// `f`'s output and its gradients to each input for the loss `Σ r·y` (in f32), all as CPU f32.
+fn value_and_grads(
+    f: &dyn Fn(&[Tensor]) -> Result<Tensor>,
+    ins: &[Tensor],
+    r: &Tensor,
+) -> (Tensor, Vec<Tensor>) {
+    let vars: Vec<Var> = ins.iter().map(|t| Var::from_tensor(t).unwrap()).collect();
+    let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+    let y = f(&ts).unwrap();
+    let r = r.to_device(y.device()).unwrap();
+    let loss = (y.to_dtype(DType::F32).unwrap() * r)
+        .unwrap()
+        .sum_all()
+        .unwrap();
+    let grads = loss.backward().unwrap();
+    let cpu = |t: &Tensor| {
+        t.to_dtype(DType::F32)
+            .unwrap()
+            .to_device(&Device::Cpu)
+            .unwrap()
+    };
+    let g = ts.iter().map(|t| cpu(grads.get(t).unwrap())).collect();
+    (cpu(&y), g)
+}
+
+/// The CUDA kernel against the CPU kernel (f32) and the composition on CUDA, in f32 and bf16:
+/// values and the gradients to every input, within `tol` of each compared tensor's largest value
+/// (f32: summation order only; bf16: one rounding of 2⁻⁸ at each store).
+fn check_cuda_kernel(
+    what: &str,
+    ins: &[Tensor],
+    kernel: &dyn Fn(&[Tensor]) -> Result<Tensor>,
+    composed: &dyn Fn(&[Tensor]) -> Result<Tensor>,
+) {
+    let dev = gpu();
+    let r = values(ins[0].dims(), 0.3, 1.0);
+    let (y_cpu, g_cpu) = value_and_grads(kernel, ins, &r);
+    for (dtype, tol) in [(DType::F32, 1e-5f32), (DType::BF16, 2e-2)] {
+        let on_gpu: Vec<Tensor> = ins
+            .iter()
+            .map(|t| t.to_dtype(dtype).unwrap().to_device(&dev).unwrap())
+            .collect();
+        let (y, g) = value_and_grads(kernel, &on_gpu, &r);
+        let (y_comp, g_comp) = value_and_grads(composed, &on_gpu, &r);
+        let pairs = [
+            ("CPU f32 kernel", &y_cpu, &g_cpu),
+            ("CUDA composition", &y_comp, &g_comp),
+        ];
+        for (other, y_ref, g_ref) in pairs {
+            let label = format!("{what} {dtype:?} vs {other}");
+            assert_steps_close(
+                &format!("{label}: value"),
+                std::slice::from_ref(&y),
+                std::slice::from_ref(y_ref),
+                tol,
+            );
+            assert_steps_close(&format!("{label}: gradients"), &g, g_ref, tol);
+        }
+    }
+}
+
+#[test]
+fn cuda_rms_norm_kernel_matches_the_cpu_kernel_and_the_composition() {
+    // 200 rows (gw over four chunks of 64, the last one short); d a multiple of 32 and not
+    for (shape, d) in [((4, 50), 576), ((2, 100), 1000)] {
+        let x = values(&[shape.0, shape.1, d], 0.1, 2.0);
+        let w = values(&[d], 0.9, 1.0).affine(0.5, 1.0).unwrap();
+        let kernel = |t: &[Tensor]| rms_norm(&t[0], &t[1], 1e-5);
+        let composed = |t: &[Tensor]| {
+            let norm = Norm {
+                weight: t[1].clone(),
+                bias: None,
+                kind: NormKind::Rms,
+                eps: 1e-5,
+            };
+            norm.forward_composed(&t[0])
+        };
+        check_cuda_kernel(&format!("rms_norm d={d}"), &[x, w], &kernel, &composed);
+    }
+}
+
+#[test]
+fn cuda_swiglu_kernel_matches_the_cpu_kernel_and_the_composition() {
+    let gate = values(&[3, 37, 1536], 0.2, 6.0);
+    let up = values(&[3, 37, 1536], 1.3, 1.0);
+    let kernel = |t: &[Tensor]| swiglu(&t[0], &t[1]);
+    let composed = |t: &[Tensor]| t[0].silu()? * &t[1];
+    check_cuda_kernel("swiglu", &[gate, up], &kernel, &composed);
 }

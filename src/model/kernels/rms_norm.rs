@@ -6,8 +6,9 @@ use rayon::prelude::*;
 
 use super::{contiguous, rows_per_task, Real};
 
-/// Fused RMSNorm of `x` `[.., d]` with weight `w` `[d]` (CPU, f32/f64). For Gemma's `1 + w`,
-/// pass `w + 1`.
+/// Fused RMSNorm of `x` `[.., d]` with weight `w` `[d]` (CPU f32/f64; CUDA f32/bf16,
+/// `rms_norm.cu`, where `x · r` is rounded to the storage type before the weight multiplies it,
+/// as in transformers). For Gemma's `1 + w`, pass `w + 1` (in f32: in bf16 that sum would round).
 pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
     let x = x.contiguous()?;
     let w = w.contiguous()?;
@@ -117,6 +118,25 @@ impl CustomOp2 for RmsNorm {
         Ok((out, xl.shape().clone()))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        xs: &candle_core::CudaStorage,
+        xl: &Layout,
+        ws: &candle_core::CudaStorage,
+        wl: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let d = check(xl, wl)?;
+        let n = self.name();
+        let x = (xs, xl);
+        let w = (ws, wl);
+        let out = match super::cuda::dtype(xs) {
+            candle_core::DType::F32 => on_cuda::fwd::<f32>(n, x, w, d, self.eps)?,
+            _ => on_cuda::fwd::<half::bf16>(n, x, w, d, self.eps)?,
+        };
+        Ok((out, xl.shape().clone()))
+    }
+
     fn bwd(
         &self,
         x: &Tensor,
@@ -170,6 +190,146 @@ impl CustomOp3 for RmsNormBwd {
             _ => candle_core::bail!("{n}: f32 or f64 only"),
         };
         Ok((out, Shape::from((rows + 1, d))))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        xs: &candle_core::CudaStorage,
+        xl: &Layout,
+        ws: &candle_core::CudaStorage,
+        wl: &Layout,
+        gs: &candle_core::CudaStorage,
+        gl: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let d = check(xl, wl)?;
+        let rows = xl.shape().elem_count() / d.max(1);
+        let n = self.name();
+        if gl.dims() != xl.dims() {
+            candle_core::bail!("{n}: gradient {:?} for input {:?}", gl.dims(), xl.dims());
+        }
+        let ins = ((xs, xl), (ws, wl), (gs, gl));
+        let out = match super::cuda::dtype(xs) {
+            candle_core::DType::F32 => on_cuda::bwd::<f32>(n, ins, rows, d, self.eps)?,
+            _ => on_cuda::bwd::<half::bf16>(n, ins, rows, d, self.eps)?,
+        };
+        Ok((out, Shape::from((rows + 1, d))))
+    }
+}
+
+/// The launches of `rms_norm.cu`: one block per row, then the weight's gradient over chunks of
+/// rows and their sum.
+#[cfg(feature = "cuda")]
+mod on_cuda {
+    use candle_core::backend::BackendStorage;
+    use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+    use candle_core::cuda_backend::WrapErr;
+    use candle_core::{CudaStorage, Layout, Result};
+
+    use super::super::cuda::{device, output, per_row, suffix, whole, KernelDType};
+
+    const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/rms_norm.ptx"));
+    const MODULE: &str = "sft_eval_rms_norm";
+    /// Rows per partial sum of the weight's gradient (`GW_ROWS` in rms_norm.cu).
+    const GW_ROWS: usize = 64;
+
+    type In<'a> = (&'a CudaStorage, &'a Layout);
+
+    pub fn fwd<T: KernelDType>(
+        name: &str,
+        (xs, xl): In,
+        (ws, wl): In,
+        d: usize,
+        eps: f64,
+    ) -> Result<CudaStorage> {
+        let n = xl.shape().elem_count();
+        let rows = n / d.max(1);
+        let dev = device(xs);
+        let y = output::<T>(&dev, n)?;
+        if n > 0 {
+            let kernel = format!("sft_rms_norm_fwd_{}", suffix(name, xs.dtype())?);
+            let func = dev.get_or_load_custom_func(&kernel, MODULE, PTX)?;
+            let (x, w) = (whole::<T>(name, xs, xl)?, whole::<T>(name, ws, wl)?);
+            let eps = eps as f32;
+            let mut b = func.builder();
+            b.arg(&x).arg(&w).arg(&y).arg(&d).arg(&eps);
+            // SAFETY: block `r` reads row r of x (d elements) and w, and writes row r of y;
+            // x and y hold rows × d, w holds d (checked by the caller)
+            unsafe { b.launch(per_row(name, rows, d)?) }.w()?;
+        }
+        Ok(CudaStorage::wrap_cuda_slice(y, dev))
+    }
+
+    /// `[gx (rows × d) | gw (d)]`.
+    pub fn bwd<T: KernelDType>(
+        name: &str,
+        ((xs, xl), (ws, wl), (gs, gl)): (In, In, In),
+        rows: usize,
+        d: usize,
+        eps: f64,
+    ) -> Result<CudaStorage> {
+        let n = rows * d;
+        let dev = device(xs);
+        let mut out = output::<T>(&dev, n + d)?;
+        if n == 0 {
+            return Ok(CudaStorage::wrap_cuda_slice(out, dev));
+        }
+        let sfx = suffix(name, xs.dtype())?;
+        let load = |k: &str| dev.get_or_load_custom_func(&format!("{k}_{sfx}"), MODULE, PTX);
+        let (x, w, g) = (
+            whole::<T>(name, xs, xl)?,
+            whole::<T>(name, ws, wl)?,
+            whole::<T>(name, gs, gl)?,
+        );
+        let mut r = output::<f32>(&dev, rows)?;
+        let (mut gx, mut gw) = out.split_at_mut(n);
+        let func = load("sft_rms_norm_bwd_rows")?;
+        let eps = eps as f32;
+        let mut b = func.builder();
+        b.arg(&x)
+            .arg(&w)
+            .arg(&g)
+            .arg(&mut gx)
+            .arg(&mut r)
+            .arg(&d)
+            .arg(&eps);
+        // SAFETY: block `r` reads row r of x and g and all of w, writes row r of gx and r[r]
+        unsafe { b.launch(per_row(name, rows, d)?) }.w()?;
+
+        let chunks = rows.div_ceil(GW_ROWS);
+        let mut partial = output::<f32>(&dev, chunks * d)?;
+        let columns = (d.div_ceil(256) as u32, 1, 1);
+        let func = load("sft_rms_norm_bwd_gw_partial")?;
+        let mut b = func.builder();
+        b.arg(&x)
+            .arg(&g)
+            .arg(&r)
+            .arg(&mut partial)
+            .arg(&rows)
+            .arg(&d);
+        if chunks > 65_535 {
+            candle_core::bail!("{name}: {rows} rows is more than one launch takes");
+        }
+        let cfg = LaunchConfig {
+            grid_dim: (columns.0, chunks as u32, 1),
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: thread (j, chunk) reads column j of its chunk's rows of x and g (rows × d) and
+        // their r, and writes partial[chunk, j] (chunks × d); j < d is checked in the kernel
+        unsafe { b.launch(cfg) }.w()?;
+
+        let func = load("sft_rms_norm_bwd_gw_sum")?;
+        let mut b = func.builder();
+        b.arg(&partial).arg(&mut gw).arg(&chunks).arg(&d);
+        let cfg = LaunchConfig {
+            grid_dim: columns,
+            block_dim: (256, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: thread j reads column j of partial (chunks × d) and writes gw[j] (d elements)
+        unsafe { b.launch(cfg) }.w()?;
+        Ok(CudaStorage::wrap_cuda_slice(out, dev))
     }
 }
 

@@ -7,7 +7,8 @@ use super::{contiguous, Real};
 
 const CHUNK: usize = 16_384;
 
-/// Fused `silu(gate) · up` (CPU, f32/f64); `gate` and `up` of one shape.
+/// Fused `silu(gate) · up` (CPU f32/f64; CUDA f32/bf16, `swiglu.cu`); `gate` and `up` of one
+/// shape.
 pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     gate.contiguous()?.apply_op2(&up.contiguous()?, SwiGlu)
 }
@@ -90,6 +91,23 @@ impl CustomOp2 for SwiGlu {
         Ok((out, gl.shape().clone()))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        gs: &candle_core::CudaStorage,
+        gl: &Layout,
+        us: &candle_core::CudaStorage,
+        ul: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let n = self.name();
+        same_shape(n, gl, ul)?;
+        let out = match super::cuda::dtype(gs) {
+            candle_core::DType::F32 => on_cuda::fwd::<f32>(n, (gs, gl), (us, ul))?,
+            _ => on_cuda::fwd::<half::bf16>(n, (gs, gl), (us, ul))?,
+        };
+        Ok((out, gl.shape().clone()))
+    }
+
     fn bwd(
         &self,
         gate: &Tensor,
@@ -138,6 +156,87 @@ impl CustomOp3 for SwiGluBwd {
             _ => candle_core::bail!("{n}: f32 or f64 only"),
         };
         Ok((out, Shape::from(2 * gl.shape().elem_count())))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        gs: &candle_core::CudaStorage,
+        gl: &Layout,
+        us: &candle_core::CudaStorage,
+        ul: &Layout,
+        ds: &candle_core::CudaStorage,
+        dl: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let n = self.name();
+        same_shape(n, gl, ul)?;
+        same_shape(n, gl, dl)?;
+        let out = match super::cuda::dtype(gs) {
+            candle_core::DType::F32 => on_cuda::bwd::<f32>(n, (gs, gl), (us, ul), (ds, dl))?,
+            _ => on_cuda::bwd::<half::bf16>(n, (gs, gl), (us, ul), (ds, dl))?,
+        };
+        Ok((out, Shape::from(2 * gl.shape().elem_count())))
+    }
+}
+
+/// The launches of `swiglu.cu`: one thread per element.
+#[cfg(feature = "cuda")]
+mod on_cuda {
+    use candle_core::backend::BackendStorage;
+    use candle_core::cuda_backend::cudarc::driver::PushKernelArg;
+    use candle_core::cuda_backend::WrapErr;
+    use candle_core::{CudaStorage, Layout, Result};
+
+    use super::super::cuda::{device, elementwise, output, suffix, whole, KernelDType};
+
+    const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/swiglu.ptx"));
+    const MODULE: &str = "sft_eval_swiglu";
+
+    pub fn fwd<T: KernelDType>(
+        name: &str,
+        (gs, gl): (&CudaStorage, &Layout),
+        (us, ul): (&CudaStorage, &Layout),
+    ) -> Result<CudaStorage> {
+        let n = gl.shape().elem_count();
+        let dev = device(gs);
+        let y = output::<T>(&dev, n)?;
+        if n > 0 {
+            let kernel = format!("sft_swiglu_fwd_{}", suffix(name, gs.dtype())?);
+            let func = dev.get_or_load_custom_func(&kernel, MODULE, PTX)?;
+            let (g, u) = (whole::<T>(name, gs, gl)?, whole::<T>(name, us, ul)?);
+            let mut b = func.builder();
+            b.arg(&g).arg(&u).arg(&y).arg(&n);
+            // SAFETY: the kernel reads n elements of g and u and writes n of y, all of which
+            // have them (same shapes, checked by the caller; contiguous views)
+            unsafe { b.launch(elementwise(n)) }.w()?;
+        }
+        Ok(CudaStorage::wrap_cuda_slice(y, dev))
+    }
+
+    /// `[dg | du]`, 2n elements.
+    pub fn bwd<T: KernelDType>(
+        name: &str,
+        (gs, gl): (&CudaStorage, &Layout),
+        (us, ul): (&CudaStorage, &Layout),
+        (ds, dl): (&CudaStorage, &Layout),
+    ) -> Result<CudaStorage> {
+        let n = gl.shape().elem_count();
+        let dev = device(gs);
+        let out = output::<T>(&dev, 2 * n)?;
+        if n > 0 {
+            let kernel = format!("sft_swiglu_bwd_{}", suffix(name, gs.dtype())?);
+            let func = dev.get_or_load_custom_func(&kernel, MODULE, PTX)?;
+            let (g, u, dy) = (
+                whole::<T>(name, gs, gl)?,
+                whole::<T>(name, us, ul)?,
+                whole::<T>(name, ds, dl)?,
+            );
+            let mut b = func.builder();
+            b.arg(&g).arg(&u).arg(&dy).arg(&out).arg(&n);
+            // SAFETY: as in `fwd`, with 2n elements of `out` written
+            unsafe { b.launch(elementwise(n)) }.w()?;
+        }
+        Ok(CudaStorage::wrap_cuda_slice(out, dev))
     }
 }
 
