@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-const KERNELS: &[&str] = &["adamw", "rms_norm", "swiglu"];
+const KERNELS: &[&str] = &["adamw", "rms_norm", "rope", "swiglu"];
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");

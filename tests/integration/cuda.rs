@@ -2,9 +2,9 @@
 //! `benches/device_check.sh`): every fixture model gives the same logits (full batch and KV-cached
 //! decoding) and the same train step on GPU 0 as on the CPU, where the CPU takes the fused kernels
 //! and CUDA the differentiable compositions; AdamW's CUDA kernels take the same steps as the
-//! composition on CUDA and the CPU kernel; and the RMSNorm and SwiGLU kernels written for CUDA
-//! (`SFT_EVAL_CUDA_FUSED=1` in a model) give the values and gradients of the CPU kernels and of
-//! the compositions, in f32 and bf16.
+//! composition on CUDA and the CPU kernel; and the RMSNorm, RoPE and SwiGLU kernels written for
+//! CUDA (`SFT_EVAL_CUDA_FUSED=1` in a model) give the values and gradients of the CPU kernels and
+//! of the compositions, in f32 and bf16.
 //!
 //! Tolerance: f32 on both sides (candle's f32 GEMMs do not use TF32 unless
 //! `set_gemm_reduced_precision_f32(true)`), so the differences are summation order only; each
@@ -15,8 +15,9 @@
 
 use candle_core::{DType, Device, IndexOp, Result, Tensor, Var};
 use sft_eval::model::config::NormKind;
-use sft_eval::model::kernels::{fused_path_taken, rms_norm::rms_norm, swiglu::swiglu};
+use sft_eval::model::kernels::{fused_path_taken, rms_norm::rms_norm, rope, swiglu::swiglu};
 use sft_eval::model::layers::Norm;
+use sft_eval::model::rope::{apply_rotary_composed, RopeSpec};
 use sft_eval::model::{LoadOptions, Model};
 use sft_eval::train::batch::{Example, MicroBatch};
 use sft_eval::train::nll_sum;
@@ -329,4 +330,44 @@ fn cuda_swiglu_kernel_matches_the_cpu_kernel_and_the_composition() {
     let kernel = |t: &[Tensor]| swiglu(&t[0], &t[1]);
     let composed = |t: &[Tensor]| t[0].silu()? * &t[1];
     check_cuda_kernel("swiglu", &[gate, up], &kernel, &composed);
+}
+
+#[test]
+fn cuda_rope_kernel_matches_the_cpu_kernel_and_the_composition() {
+    let cpu = Device::Cpu;
+    // full rotary, one table for all rows; then partial rotary with a table per batch row
+    let spec = RopeSpec::from_config(&serde_json::json!({"rope_theta": 10000.0}), 64).unwrap();
+    let (cos, sin) = spec.cos_sin(37, &cpu).unwrap();
+    let partial = RopeSpec::from_config(
+        &serde_json::json!({"rope_theta": 10000.0, "partial_rotary_factor": 0.5}),
+        64,
+    )
+    .unwrap();
+    let positions: Vec<usize> = (0..2 * 37).map(|i| (i * 7) % 50).collect();
+    let (pc, ps) = partial.cos_sin_at(&positions, 37, &cpu).unwrap();
+    let half = pc.dim(1).unwrap();
+    let (pc, ps) = (
+        pc.reshape((2, 37, half)).unwrap(),
+        ps.reshape((2, 37, half)).unwrap(),
+    );
+    for (what, c, s) in [("rope", cos, sin), ("partial rope, per row", pc, ps)] {
+        let x = values(&[2, 3, 37, 64], 0.4, 3.0);
+        let (c_gpu, s_gpu) = (c.to_device(&gpu()).unwrap(), s.to_device(&gpu()).unwrap());
+        let on = |t: &Tensor| -> (Tensor, Tensor) {
+            if t.device().is_cpu() {
+                (c.clone(), s.clone())
+            } else {
+                (c_gpu.clone(), s_gpu.clone())
+            }
+        };
+        let kernel = |t: &[Tensor]| {
+            let (c, s) = on(&t[0]);
+            rope::apply_rotary(&t[0], &c, &s)
+        };
+        let composed = |t: &[Tensor]| {
+            let (c, s) = on(&t[0]);
+            apply_rotary_composed(&t[0], &c, &s)
+        };
+        check_cuda_kernel(what, &[x], &kernel, &composed);
+    }
 }

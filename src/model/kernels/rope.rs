@@ -62,6 +62,34 @@ pub(super) fn rotate_row<T: Real>(dst: &mut [T], src: &[T], c: &[T], s: &[T], in
     dst[2 * half..].copy_from_slice(&src[2 * half..]);
 }
 
+/// `x`'s `[b, h, t, d]`, the rotated half-width, and whether cos/sin hold one table per batch
+/// row (`[b, t, half]`) rather than one for all (`[t, half]` or `[1, t, half]`).
+#[allow(clippy::type_complexity)]
+fn geometry(
+    n: &str,
+    xl: &Layout,
+    cl: &Layout,
+    sl: &Layout,
+) -> Result<((usize, usize, usize, usize), usize, bool)> {
+    let dims = xl.shape().dims4()?;
+    let (b, _, t, d) = dims;
+    let (half, per_batch) = match *cl.dims() {
+        [s, half] if s == t => (half, false),
+        [1, s, half] if s == t => (half, false),
+        [cb, s, half] if s == t && cb == b => (half, true),
+        _ => candle_core::bail!("{n}: cos {:?} for x {:?}", cl.dims(), xl.dims()),
+    };
+    if cl.dims() != sl.dims() || half == 0 || 2 * half > d {
+        candle_core::bail!(
+            "{n}: cos {:?} sin {:?} x {:?}",
+            cl.dims(),
+            sl.dims(),
+            xl.dims()
+        );
+    }
+    Ok((dims, half, per_batch))
+}
+
 impl CustomOp3 for Rope {
     fn name(&self) -> &'static str {
         "fused-rope"
@@ -77,22 +105,7 @@ impl CustomOp3 for Rope {
         sl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let n = self.name();
-        let dims = xl.shape().dims4()?;
-        let (b, _, t, d) = dims;
-        let (half, per_batch) = match *cl.dims() {
-            [s, half] if s == t => (half, false),
-            [1, s, half] if s == t => (half, false),
-            [cb, s, half] if s == t && cb == b => (half, true),
-            _ => candle_core::bail!("{n}: cos {:?} for x {:?}", cl.dims(), xl.dims()),
-        };
-        if cl.dims() != sl.dims() || half == 0 || 2 * half > d {
-            candle_core::bail!(
-                "{n}: cos {:?} sin {:?} x {:?}",
-                cl.dims(),
-                sl.dims(),
-                xl.dims()
-            );
-        }
+        let (dims, half, per_batch) = geometry(n, xl, cl, sl)?;
         let out = match xs {
             CpuStorage::F32(_) => CpuStorage::F32(run(
                 contiguous(n, xs, xl)?,
@@ -117,6 +130,26 @@ impl CustomOp3 for Rope {
         Ok((out, xl.shape().clone()))
     }
 
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        xs: &candle_core::CudaStorage,
+        xl: &Layout,
+        cs: &candle_core::CudaStorage,
+        cl: &Layout,
+        ss: &candle_core::CudaStorage,
+        sl: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let n = self.name();
+        let geo = geometry(n, xl, cl, sl)?;
+        let ins = ((xs, xl), (cs, cl), (ss, sl));
+        let out = match super::cuda::dtype(xs) {
+            candle_core::DType::F32 => on_cuda::run::<f32>(n, ins, geo, self.inverse)?,
+            _ => on_cuda::run::<half::bf16>(n, ins, geo, self.inverse)?,
+        };
+        Ok((out, xl.shape().clone()))
+    }
+
     fn bwd(
         &self,
         _x: &Tensor,
@@ -133,6 +166,56 @@ impl CustomOp3 for Rope {
             },
         )?;
         Ok((Some(gx), None, None))
+    }
+}
+
+/// The launch of `rope.cu`: one thread per element.
+#[cfg(feature = "cuda")]
+mod on_cuda {
+    use candle_core::backend::BackendStorage;
+    use candle_core::cuda_backend::cudarc::driver::PushKernelArg;
+    use candle_core::cuda_backend::WrapErr;
+    use candle_core::{CudaStorage, Layout, Result};
+
+    use super::super::cuda::{device, elementwise, output, suffix, whole, KernelDType};
+
+    const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/rope.ptx"));
+    const MODULE: &str = "sft_eval_rope";
+
+    type In<'a> = (&'a CudaStorage, &'a Layout);
+
+    pub fn run<T: KernelDType>(
+        name: &str,
+        ((xs, xl), (cs, cl), (ss, sl)): (In, In, In),
+        ((_, h, t, d), half, per_batch): ((usize, usize, usize, usize), usize, bool),
+        inverse: bool,
+    ) -> Result<CudaStorage> {
+        let n = xl.shape().elem_count();
+        let dev = device(xs);
+        let y = output::<T>(&dev, n)?;
+        if n > 0 {
+            let kernel = format!("sft_rope_{}", suffix(name, xs.dtype())?);
+            let func = dev.get_or_load_custom_func(&kernel, MODULE, PTX)?;
+            let (x, c, s) = (
+                whole::<T>(name, xs, xl)?,
+                whole::<T>(name, cs, cl)?,
+                whole::<T>(name, ss, sl)?,
+            );
+            let (per_batch, inverse) = (per_batch as i32, inverse as i32);
+            let mut b = func.builder();
+            b.arg(&x).arg(&c).arg(&s).arg(&y);
+            b.arg(&h)
+                .arg(&t)
+                .arg(&d)
+                .arg(&half)
+                .arg(&per_batch)
+                .arg(&inverse)
+                .arg(&n);
+            // SAFETY: element i of y is written from row i / d of x and entry (row's table,
+            // i mod half) of cos and sin; the shapes were checked by `geometry`
+            unsafe { b.launch(elementwise(n)) }.w()?;
+        }
+        Ok(CudaStorage::wrap_cuda_slice(y, dev))
     }
 }
 

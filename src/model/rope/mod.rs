@@ -428,9 +428,10 @@ impl RopeSpec {
 /// (same operations, same rounding order).
 ///
 /// On CPU f32 this runs the fused kernel [`super::kernels::rope::apply_rotary`] (bitwise the same
-/// result, with its own backward pass); elsewhere [`apply_rotary_composed`].
+/// result, with its own backward pass), on CUDA too where `SFT_EVAL_CUDA_FUSED=1`
+/// ([`super::kernels::cuda_enabled`]); elsewhere [`apply_rotary_composed`].
 pub fn apply_rotary(x: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Tensor> {
-    if super::kernels::enabled(x) && x.rank() == 4 {
+    if x.rank() == 4 && (super::kernels::enabled(x) || super::kernels::cuda_enabled(x)) {
         return super::kernels::rope::apply_rotary(x, cos, sin);
     }
     apply_rotary_composed(x, cos, sin)
