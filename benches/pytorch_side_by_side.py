@@ -11,8 +11,9 @@ the process's peak resident set size at the end (run one workload and shape per 
 Run it in the same session as `cargo bench --bench main`, so both sides see the same machine.
 
 --device cuda (the side of `SFT_EVAL_BENCH_DEVICE=cuda`) moves the model and inputs to GPU 0,
-synchronizes inside each timed iteration, and adds a line with the peak GPU memory
-(torch.cuda.max_memory_allocated); --dtype bf16 (`SFT_EVAL_BENCH_DTYPE=bf16`) casts the model.
+synchronizes inside each timed iteration, and adds lines with the peak GPU memory
+(torch.cuda.max_memory_allocated) of each forward and train-step workload, weights included (the
+criterion benches print theirs as `peak GPU memory`), and of the whole process; --dtype bf16 (`SFT_EVAL_BENCH_DTYPE=bf16`) casts the model.
 --phases adds the train step's phases in ms (the criterion group `train_phase/`): forward + loss,
 forward + loss + backward, the AdamW update as PyTorch runs it by default (multi-tensor `foreach`
 kernels on CUDA, a loop over the parameters on CPU), and the same update with foreach=False (one
@@ -74,6 +75,13 @@ def main():
         where = torch.cuda.get_device_name(dev) if cuda else "cpu"
         print(f"device: {where}, dtype: {a.dtype}, torch {torch.__version__}", flush=True)
     run = lambda w: a.only in (None, w)
+
+    def peak(label):
+        """On CUDA: the workload's peak allocated memory (weights included), as the criterion
+        benches report theirs (`peak GPU memory`), then the count starts again."""
+        if cuda:
+            print(f"{label}: peak CUDA memory allocated {torch.cuda.max_memory_allocated(dev) / 2**30:.2f} GiB", flush=True)
+            torch.cuda.reset_peak_memory_stats(dev)
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     names = list(SHAPES) if a.large else list(SHAPES)[:1]
@@ -85,10 +93,13 @@ def main():
         ids = torch.randint(0, s["vocab"], (s["b"], s["t"])).to(dev)
         ntok = s["b"] * s["t"]
         m.eval()
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(dev)
         if run("forward"):
             with torch.no_grad():
                 fwd = timed(lambda: m(ids).logits, a.reps, sync)
             print(f"forward/{name}: {ntok / fwd:,.0f} tok/s (median {fwd * 1e3:.1f} ms)", flush=True)
+            peak(f"forward/{name}")
         prompt = torch.randint(0, s["vocab"], (1, 32)).to(dev)
 
         def decode():
@@ -112,9 +123,12 @@ def main():
             opt.step()
             opt.zero_grad(set_to_none=True)
 
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(dev)
         if run("train_step"):
             tr = timed(step, a.reps, sync)
             print(f"train_step/{name}: {ntok / tr:,.0f} tok/s (median {tr * 1e3:.1f} ms)", flush=True)
+            peak(f"train_step/{name}")
         if run("train_step") and a.phases:
             def forward_backward():
                 opt.zero_grad(set_to_none=True)

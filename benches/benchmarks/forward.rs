@@ -10,7 +10,7 @@ use sft_eval::model::checkpoint::WeightFiles;
 use sft_eval::model::params::Params;
 use sft_eval::model::{read_config, Decoder};
 
-use super::{bench_name, device, dtype, sync};
+use super::{bench_name, device, dtype, gpu_peak_and_reset, report_gpu_peak, sync};
 
 pub struct Shape {
     pub name: &'static str,
@@ -118,8 +118,9 @@ fn bench_forward(c: &mut Criterion) {
     for s in [&SMALL, &SMOL135M] {
         let tmp = tempfile::tempdir().unwrap();
         write_random_llama(s, tmp.path());
-        let dec = load_decoder(tmp.path());
         let dev = device();
+        gpu_peak_and_reset(&dev);
+        let dec = load_decoder(tmp.path());
         let ids = Tensor::rand(0f32, s.vocab as f32, (s.batch, s.seq), &Device::Cpu)
             .unwrap()
             .to_dtype(DType::U32)
@@ -138,6 +139,7 @@ fn bench_forward(c: &mut Criterion) {
             })
         });
         g.finish();
+        report_gpu_peak(&dev, &format!("forward/{}", bench_name(s.name)));
     }
 }
 

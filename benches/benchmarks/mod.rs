@@ -66,3 +66,65 @@ pub fn bench_name(name: &str) -> String {
 pub fn sync(dev: &Device) {
     dev.synchronize().unwrap();
 }
+
+/// The peak of the GPU memory in use since the last call, in bytes, which the call resets: the
+/// high-water mark of device 0's memory pool, which candle's stream-ordered allocations come
+/// from. `None` on the CPU, in a build without `cuda`, or where the driver has no such pool. The
+/// figure beside PyTorch's `torch.cuda.max_memory_allocated` (benches/pytorch_side_by_side.py,
+/// one workload per process).
+pub fn gpu_peak_and_reset(dev: &Device) -> Option<u64> {
+    if !dev.is_cuda() {
+        return None;
+    }
+    sync(dev);
+    gpu_pool::peak_and_reset()
+}
+
+/// [`gpu_peak_and_reset`] printed as `NAME: peak GPU memory X GiB` (the device check's summary
+/// keeps the lines with `peak `).
+#[allow(clippy::print_stderr)] // the bench harness reports beside criterion's own output
+pub fn report_gpu_peak(dev: &Device, name: &str) {
+    if let Some(bytes) = gpu_peak_and_reset(dev) {
+        eprintln!(
+            "{name}: peak GPU memory {:.2} GiB (memory pool high-water mark)",
+            bytes as f64 / (1u64 << 30) as f64
+        );
+    }
+}
+
+#[cfg(feature = "cuda")]
+mod gpu_pool {
+    use candle_core::cuda_backend::cudarc::driver::sys;
+
+    pub fn peak_and_reset() -> Option<u64> {
+        let attr = sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_HIGH;
+        // SAFETY: plain driver queries on device 0 (the benches' device), each writing one value
+        // of the size the attribute has (a cuuint64_t)
+        unsafe {
+            let mut device: sys::CUdevice = 0;
+            if sys::cuDeviceGet(&mut device, 0) != sys::CUresult::CUDA_SUCCESS {
+                return None;
+            }
+            let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
+            if sys::cuDeviceGetMemPool(&mut pool, device) != sys::CUresult::CUDA_SUCCESS {
+                return None;
+            }
+            let mut high: u64 = 0;
+            let p = (&mut high as *mut u64).cast();
+            if sys::cuMemPoolGetAttribute(pool, attr, p) != sys::CUresult::CUDA_SUCCESS {
+                return None;
+            }
+            // setting the high-water mark to 0 resets it to what is in use now
+            let mut zero: u64 = 0;
+            sys::cuMemPoolSetAttribute(pool, attr, (&mut zero as *mut u64).cast());
+            Some(high)
+        }
+    }
+}
+
+#[cfg(not(feature = "cuda"))]
+mod gpu_pool {
+    pub fn peak_and_reset() -> Option<u64> {
+        None
+    }
+}

@@ -13,13 +13,14 @@ use sft_eval::train::nll_sum;
 use sft_eval::train::optim::{AdamW, AdamWConfig};
 
 use super::forward::{write_random_llama, Shape, SMALL, SMOL135M};
-use super::{bench_name, device, dtype, sync};
+use super::{bench_name, device, dtype, gpu_peak_and_reset, report_gpu_peak, sync};
 
 fn bench_shape(c: &mut Criterion, s: &Shape, samples: usize) {
     let tmp = tempfile::tempdir().unwrap();
     write_random_llama(s, tmp.path());
     let (arch, _, cfg) = read_config(tmp.path()).unwrap();
     let dev = device();
+    gpu_peak_and_reset(&dev);
     let mut p = Params::new(
         WeightFiles::open(tmp.path()).unwrap(),
         dev.clone(),
@@ -61,6 +62,7 @@ fn bench_shape(c: &mut Criterion, s: &Shape, samples: usize) {
         })
     });
     g.finish();
+    report_gpu_peak(&dev, &format!("train_step/{}", bench_name(s.name)));
 
     let mut g = c.benchmark_group("train_phase");
     g.throughput(Throughput::Elements((s.batch * s.seq) as u64));
