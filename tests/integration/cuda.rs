@@ -3,8 +3,9 @@
 //! decoding) and the same train step on GPU 0 as on the CPU, where the CPU takes the fused kernels
 //! and CUDA the differentiable compositions; AdamW's CUDA kernels take the same steps as the
 //! composition on CUDA and the CPU kernel; and the RMSNorm, RoPE and SwiGLU kernels written for
-//! CUDA (`SFT_EVAL_CUDA_FUSED=1` in a model) give the values and gradients of the CPU kernels and
-//! of the compositions, in f32 and bf16.
+//! CUDA, and the output head + cross-entropy by vocabulary blocks (`SFT_EVAL_CUDA_FUSED=1` in a
+//! model), give the values and gradients of the CPU kernels and of the compositions, in f32 and
+//! bf16.
 //!
 //! Tolerance: f32 on both sides (candle's f32 GEMMs do not use TF32 unless
 //! `set_gemm_reduced_precision_f32(true)`), so the differences are summation order only; each
@@ -15,7 +16,10 @@
 
 use candle_core::{DType, Device, IndexOp, Result, Tensor, Var};
 use sft_eval::model::config::NormKind;
+use sft_eval::model::kernels::blocked_head::linear_cross_entropy_blocks;
+use sft_eval::model::kernels::linear_cross_entropy::linear_cross_entropy;
 use sft_eval::model::kernels::{fused_path_taken, rms_norm::rms_norm, rope, swiglu::swiglu};
+use sft_eval::model::layers::log_softmax;
 use sft_eval::model::layers::Norm;
 use sft_eval::model::rope::{apply_rotary_composed, RopeSpec};
 use sft_eval::model::{LoadOptions, Model};
@@ -370,4 +374,42 @@ fn cuda_rope_kernel_matches_the_cpu_kernel_and_the_composition() {
         };
         check_cuda_kernel(what, &[x], &kernel, &composed);
     }
+}
+
+#[test]
+fn cuda_blocked_head_loss_matches_the_cpu_kernel_and_the_composition() {
+    // 300 rows, a vocabulary of 10,000 (three blocks of 4,096, the last one short)
+    let (n, h, v) = (300, 64, 10_000);
+    let hidden = values(&[n, h], 0.5, 2.0);
+    let weight = values(&[v, h], 0.8, 0.5);
+    let t: Vec<u32> = (0..n as u32).map(|i| (i * 7919) % v as u32).collect();
+    let t_cpu = Tensor::new(t.as_slice(), &Device::Cpu).unwrap();
+    let t_gpu = t_cpu.to_device(&gpu()).unwrap();
+    let targets = |x: &Tensor| {
+        if x.device().is_cpu() {
+            t_cpu.clone()
+        } else {
+            t_gpu.clone()
+        }
+    };
+    // the CPU side of `kernel` is the fused CPU kernel; on CUDA the blocks
+    let kernel = |x: &[Tensor]| {
+        if x[0].device().is_cpu() {
+            linear_cross_entropy(&x[0], &x[1], &targets(&x[0]))
+        } else {
+            linear_cross_entropy_blocks(&x[0], &x[1], &targets(&x[0]), None)
+        }
+    };
+    let composed = |x: &[Tensor]| {
+        log_softmax(&x[0].matmul(&x[1].t()?)?)?
+            .gather(&targets(&x[0]).unsqueeze(1)?, 1)?
+            .squeeze(1)?
+            .neg()
+    };
+    check_cuda_kernel(
+        "head + cross-entropy",
+        &[hidden, weight],
+        &kernel,
+        &composed,
+    );
 }

@@ -234,8 +234,10 @@ impl Decoder {
 
     /// `−log p(target)` at each row of final hidden states `hidden` `[n, hidden]`, `targets` `[n]`
     /// (u32). On CPU f32 the output head and the cross-entropy are one fused op that never holds
-    /// the `[n, vocab]` logits ([`super::kernels::linear_cross_entropy`]); elsewhere, and under
-    /// Gemma 2's final soft-cap, the logits and then a log-softmax.
+    /// the `[n, vocab]` logits ([`super::kernels::linear_cross_entropy`]); on CUDA where
+    /// `SFT_EVAL_CUDA_FUSED=1`, the same by vocabulary blocks of candle ops
+    /// ([`super::kernels::blocked_head`]); elsewhere, and under Gemma 2's final soft-cap, the
+    /// logits and then a log-softmax.
     pub fn nll_rows(&self, hidden: &Tensor, targets: &Tensor) -> Result<Tensor> {
         if self.cfg.final_softcap.is_none()
             && self.lm_head.dtype() == DType::F32
@@ -245,6 +247,17 @@ impl Decoder {
                 hidden,
                 &self.lm_head,
                 targets,
+            );
+        }
+        if self.cfg.final_softcap.is_none()
+            && self.lm_head.dtype() == hidden.dtype()
+            && super::kernels::cuda_enabled(hidden)
+        {
+            return super::kernels::blocked_head::linear_cross_entropy_blocks(
+                hidden,
+                &self.lm_head,
+                targets,
+                None,
             );
         }
         let logits = self.logits(hidden)?;

@@ -15,6 +15,7 @@
 
 pub mod adamw;
 pub mod attention;
+pub mod blocked_head;
 pub mod cross_entropy;
 #[cfg(feature = "cuda")]
 mod cuda;
