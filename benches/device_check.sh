@@ -16,7 +16,8 @@
 #   4. and 5. the same two in bf16 (SFT_EVAL_BENCH_DTYPE=bf16, --dtype bf16);
 #   with CUDA_FUSED=1 (the default), the parity tests again and the forward and train-step benches
 #   in each dtype again, with the fused kernels written for CUDA switched on (SFT_EVAL_CUDA_FUSED=1:
-#   RMSNorm, RoPE and SwiGLU; off by default in sft-eval until this check has passed and measured them).
+#   RMSNorm, RoPE, SwiGLU, the head + cross-entropy by blocks; off by default in sft-eval until
+#   this check has passed and measured them).
 # A shorter check: PARITY=0 skips step 1, BENCH_FILTER narrows the criterion benches (a regex,
 # default '^(forward|decode|train_step|train_phase)/'), TORCH_ONLY=train_step narrows the PyTorch
 # side to one workload, TORCH=0 skips it.

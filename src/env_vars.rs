@@ -9,8 +9,9 @@ pub const SFT_EVAL_NO_PROGRESS: &str = "SFT_EVAL_NO_PROGRESS";
 pub const SFT_EVAL_DEVICE: &str = "SFT_EVAL_DEVICE";
 /// `0` turns the fused kernels off (`model::kernels`), to compare with the compositions.
 pub const SFT_EVAL_FUSED: &str = "SFT_EVAL_FUSED";
-/// `1` turns on the fused kernels written for CUDA (RMSNorm, RoPE, SwiGLU) in `--features cuda` builds;
-/// off by default until they have been checked and measured on a GPU (`model::kernels`).
+/// `1` turns on the fused kernels written for CUDA (RMSNorm, RoPE, SwiGLU, the output head +
+/// cross-entropy by blocks) in `--features cuda` builds; off by default until they have been
+/// checked and measured on a GPU (`model::kernels`).
 pub const SFT_EVAL_CUDA_FUSED: &str = "SFT_EVAL_CUDA_FUSED";
 /// The instruction set of the run-time dispatched kernels (`avx512`, `avx2`, `portable`), to
 /// measure or test a narrower path on a wider CPU (`model::kernels::isa`).

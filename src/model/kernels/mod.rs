@@ -9,7 +9,8 @@
 //! The kernels run on CPU tensors in f32 and f64; the model uses them for CPU f32 ([`enabled`]),
 //! and keeps the compositions for other devices and dtypes. AdamW's in-place update also runs on
 //! CUDA (f32 and bf16 parameters, `adamw.cu`, built into PTX by `build.rs` under the `cuda`
-//! feature), and so do RMSNorm, RoPE and SwiGLU (`rms_norm.cu`, `rope.cu`, `swiglu.cu`) where
+//! feature), and so do RMSNorm, RoPE and SwiGLU (`rms_norm.cu`, `rope.cu`, `swiglu.cu`) and the
+//! output head + cross-entropy by vocabulary blocks ([`blocked_head`]) where
 //! `SFT_EVAL_CUDA_FUSED=1` ([`cuda_enabled`]; off until checked on a GPU). `SFT_EVAL_FUSED=0`
 //! turns them all off (to compare, or to rule them out when chasing a numerical difference).
 
@@ -191,7 +192,7 @@ pub fn enabled(t: &Tensor) -> bool {
     taken(switched_on() && t.device().is_cpu() && t.dtype() == DType::F32)
 }
 
-/// Whether the model should take a fused kernel written for CUDA (RMSNorm, RoPE and SwiGLU so far) for
+/// Whether the model should take a fused kernel written for CUDA (RMSNorm, RoPE, SwiGLU; the head + cross-entropy by blocks) for
 /// `t`: a `cuda` build, `t` on a CUDA device in f32 or bf16, fused kernels not switched off, and
 /// `SFT_EVAL_CUDA_FUSED=1` (off by default until they have been checked on a GPU).
 pub fn cuda_enabled(t: &Tensor) -> bool {
