@@ -28,6 +28,8 @@ fn main() {
         .or_else(|| std::env::var_os("CUDA_HOME").map(|h| PathBuf::from(h).join("bin/nvcc")))
         .unwrap_or_else(|| PathBuf::from("nvcc"));
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    // the helpers every kernel includes
+    println!("cargo:rerun-if-changed=src/model/kernels/common.cuh");
     for name in KERNELS {
         let src = format!("src/model/kernels/{name}.cu");
         println!("cargo:rerun-if-changed={src}");

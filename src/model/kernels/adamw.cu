@@ -6,16 +6,7 @@
 // The moments are f32; the gradient and the parameter are f32 or bf16 (`_f32` / `_bf16`). bf16
 // values are widened to f32, updated in f32 and rounded back to nearest even, as the composition
 // does with `to_dtype`.
-#include <cuda_bf16.h>
-#include <stddef.h>
-
-__device__ __forceinline__ float widen(float x) { return x; }
-__device__ __forceinline__ float widen(__nv_bfloat16 x) { return __bfloat162float(x); }
-__device__ __forceinline__ void narrow(float x, float *out) { *out = x; }
-__device__ __forceinline__ void narrow(float x, __nv_bfloat16 *out) { *out = __float2bfloat16_rn(x); }
-
-#define GRID_STRIDE(i, n) \
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (size_t)blockDim.x * gridDim.x)
+#include "common.cuh"
 
 // m ← m + (1 − β1)(g − m), with w = 1 − β1
 template <typename G>

@@ -7,20 +7,9 @@
 // every run). Storage is f32 or bf16 (`_f32` / `_bf16`); the arithmetic is f32 in both, and bf16
 // results are rounded to nearest even once, at the store. Built into PTX by build.rs under the
 // `cuda` feature (no fused multiply-add contraction).
-#include <cuda_bf16.h>
-#include <stddef.h>
+#include "common.cuh"
 
 #define GW_ROWS 64
-
-__device__ __forceinline__ float widen(float x) { return x; }
-__device__ __forceinline__ float widen(__nv_bfloat16 x) { return __bfloat162float(x); }
-__device__ __forceinline__ void narrow(float x, float *out) { *out = x; }
-__device__ __forceinline__ void narrow(float x, __nv_bfloat16 *out) { *out = __float2bfloat16_rn(x); }
-// `x` rounded to the storage type and back (the identity for f32)
-__device__ __forceinline__ float as_stored(float x, const float *) { return x; }
-__device__ __forceinline__ float as_stored(float x, const __nv_bfloat16 *) {
-    return __bfloat162float(__float2bfloat16_rn(x));
-}
 
 // The sum of `v` over the block (blockDim.x a multiple of 32, at most 1,024), in every thread.
 __device__ float block_sum(float v) {

@@ -4,21 +4,7 @@
 // f32 or bf16 (`_f32` / `_bf16`); each product and the sum are rounded to the storage type as
 // transformers' `q * cos + rotate_half(q) * sin` rounds them (nothing changes in f32). Built into
 // PTX by build.rs under the `cuda` feature (no fused multiply-add contraction).
-#include <cuda_bf16.h>
-#include <stddef.h>
-
-__device__ __forceinline__ float widen(float x) { return x; }
-__device__ __forceinline__ float widen(__nv_bfloat16 x) { return __bfloat162float(x); }
-__device__ __forceinline__ void narrow(float x, float *out) { *out = x; }
-__device__ __forceinline__ void narrow(float x, __nv_bfloat16 *out) { *out = __float2bfloat16_rn(x); }
-// `x` rounded to the storage type and back (the identity for f32)
-__device__ __forceinline__ float as_stored(float x, const float *) { return x; }
-__device__ __forceinline__ float as_stored(float x, const __nv_bfloat16 *) {
-    return __bfloat162float(__float2bfloat16_rn(x));
-}
-
-#define GRID_STRIDE(i, n) \
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (size_t)blockDim.x * gridDim.x)
+#include "common.cuh"
 
 template <typename T>
 __device__ void rope(const T *x, const T *cos, const T *sin, T *y, size_t h, size_t t, size_t d,

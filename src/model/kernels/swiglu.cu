@@ -3,16 +3,7 @@
 // buffer of 2n. Storage is f32 or bf16 (`_f32` / `_bf16`); the arithmetic is f32 in both, and
 // bf16 results are rounded to nearest even once, at the store. Built into PTX by build.rs under
 // the `cuda` feature (no fused multiply-add contraction, like the CPU's rounding).
-#include <cuda_bf16.h>
-#include <stddef.h>
-
-__device__ __forceinline__ float widen(float x) { return x; }
-__device__ __forceinline__ float widen(__nv_bfloat16 x) { return __bfloat162float(x); }
-__device__ __forceinline__ void narrow(float x, float *out) { *out = x; }
-__device__ __forceinline__ void narrow(float x, __nv_bfloat16 *out) { *out = __float2bfloat16_rn(x); }
-
-#define GRID_STRIDE(i, n) \
-    for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (size_t)blockDim.x * gridDim.x)
+#include "common.cuh"
 
 template <typename T>
 __device__ void fwd(const T *g, const T *u, T *y, size_t n) {
