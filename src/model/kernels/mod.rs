@@ -438,6 +438,18 @@ pub(crate) mod testutil {
         (y, g)
     }
 
+    /// A head + cross-entropy `f(hidden, weight, targets)` on rows whose logits reach ±80 (`exp`
+    /// overflows f32 without a running max), one vocabulary entry per block.
+    pub fn check_large_logits(f: &dyn Fn(&Tensor, &Tensor, &Tensor) -> Result<Tensor>) {
+        let dev = Device::Cpu;
+        let x = Tensor::new(&[[8f32, -8.0], [0.0, 0.0]], &dev).unwrap();
+        let w = Tensor::new(&[[10f32, 0.0], [-10.0, 0.0], [0.0, 1.0]], &dev).unwrap();
+        let t = Tensor::new(&[1u32, 2], &dev).unwrap();
+        let y: Vec<f32> = f(&x, &w, &t).unwrap().to_vec1().unwrap();
+        assert!((y[0] - 160.0).abs() < 1e-3, "{y:?}");
+        assert!((y[1] - 3f32.ln()).abs() < 1e-6, "{y:?}");
+    }
+
     /// Central finite differences of `sum(f(inputs) * r)` w.r.t. input `which` (f64), worst
     /// relative error against `analytic`.
     pub fn finite_diff_err(
