@@ -523,18 +523,24 @@ impl Decoder {
             let out = super::kernels::attention::attention(&q, &k, &v, mask, cfg.attn_scale)?;
             return a.o.forward(&super::kernels::heads::from_heads(&out)?);
         }
-        let k = repeat_kv(&k, nh / nkv)?;
-        let v = repeat_kv(&v, nh / nkv)?;
-        let scores = q.matmul(&k.t()?)?;
-        // the composition: other devices and dtypes, and Gemma 2's soft-capped scores
+        // the composition: other devices and dtypes, and Gemma 2's soft-capped scores. The `g`
+        // query heads that share a K/V head are adjacent, so `[b, nh, t, d]` is `[b, nkv, g·t, d]`
+        // as it stands: each K/V head is used in place, not copied `g` times (repeat_kv)
+        let (g, tk) = (nh / nkv, k.dim(2)?);
+        let scores = q.reshape((b, nkv, g * t, hd))?.matmul(&k.t()?)?;
         let mut scores = (scores * cfg.attn_scale)?;
         if let Some(c) = cfg.attn_softcap {
             scores = softcap(&scores, c)?;
         }
-        let scores = scores.broadcast_add(mask)?;
+        // the mask `[b, 1, t, tk]` is the same for every query head of a group
+        let scores = scores
+            .reshape((b, nkv, g, t, tk))?
+            .broadcast_add(&mask.unsqueeze(2)?)?;
         let probs = softmax_last(&scores.to_dtype(DType::F32)?)?.to_dtype(q.dtype())?;
         let out = probs
+            .reshape((b, nkv, g * t, tk))?
             .matmul(&v)?
+            .reshape((b, nh, t, hd))?
             .transpose(1, 2)?
             .reshape((b, t, nh * hd))?;
         a.o.forward(&out)
@@ -556,16 +562,6 @@ impl Decoder {
             Mlp::Plain { fc, proj } => proj.forward(&activate(&fc.forward(x)?, act)?),
         }
     }
-}
-
-fn repeat_kv(x: &Tensor, n_rep: usize) -> Result<Tensor> {
-    if n_rep == 1 {
-        return Ok(x.clone());
-    }
-    let (b, kv, t, d) = x.dims4()?;
-    x.unsqueeze(2)?
-        .broadcast_as((b, kv, n_rep, t, d))?
-        .reshape((b, kv * n_rep, t, d))
 }
 
 /// Additive mask `[b, 1, t_q, t_k]`: 0 where query may see key, [`MASKED`] elsewhere. With

@@ -5,9 +5,9 @@
 //! P = softmax(scale · Q Kᵀ + mask)      O = P V
 //! ```
 //!
-//! candle runs `Q Kᵀ` and `P V` as one small gemm per (row, head) in sequence, each split over
-//! threads, after copying K and V once per query head (`repeat_kv`), and keeps the scores and
-//! probabilities for the backward pass. Here each task runs its heads' small products on one
+//! The composition (the decoder's other devices and dtypes) runs `Q Kᵀ` and `P V` as candle
+//! matmuls, one small gemm per (row, head group) in sequence, each split over threads, and keeps
+//! the scores and probabilities for the backward pass. Here each task runs its heads' small products on one
 //! thread, reads the shared K and V in place, and keeps nothing but the output: the backward pass
 //! recomputes P from Q and K (as flash attention does) and uses `rowsum(dO ∘ O)` for the softmax
 //! gradient, so the `[b, h, tq, tk]` tensors exist one head at a time, per thread.
