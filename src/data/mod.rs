@@ -210,7 +210,8 @@ fn string_field(
     }
 }
 
-fn type_name(v: &Value) -> &'static str {
+/// How an error names a JSON value's kind ("a string", "a list", ...).
+pub(crate) fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

@@ -2,6 +2,7 @@
 //! numbers, CSV, and typed field access whose errors name the file, line and field.
 
 use super::*;
+pub(crate) use crate::data::type_name;
 
 pub(crate) fn io_err(path: &Path, source: std::io::Error) -> ImportError {
     ImportError::Io {
@@ -146,17 +147,6 @@ pub(super) fn python_nonfinite_to_null(line: &str) -> String {
 pub(crate) fn read_jsonl(path: &Path) -> Result<Records, ImportError> {
     let text = read_text(path)?;
     jsonl(path, &text)
-}
-
-pub(crate) fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// A required string field.

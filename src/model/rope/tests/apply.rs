@@ -5,20 +5,7 @@ use super::super::*;
 use candle_core::{DType, Var};
 use serde_json::json;
 
-/// Deterministic pseudo-random values in [-1, 1).
-fn lcg(n: usize, seed: u64) -> Vec<f64> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
-        })
-        .collect()
-}
+use crate::model::kernels::testutil::lcg;
 
 /// Gradient of `loss(y) = sum(w * y^2 + v * y)`, `y = apply_rotary(x, cos, sin)`, w.r.t. x,
 /// against central finite differences, in f64.
