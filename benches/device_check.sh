@@ -8,7 +8,8 @@
 #
 # Steps, each under its own time limit and all under BUDGET_S (default 480 s), so the call ends
 # well inside its 10-minute limit; a failed step does not stop the later ones:
-#   1. the CPU ↔ CUDA parity tests (tests/integration/cuda.rs) on every fixture model;
+#   1. the CPU ↔ CUDA parity tests (tests/integration/cuda.rs) on every fixture model, and
+#      `sft-eval train --device cuda` against the CPU's losses (30 steps on the organism);
 #   2. the criterion benches forward, decode, train_step and train_phase on the GPU
 #      (SFT_EVAL_BENCH_DEVICE=cuda, SFT_EVAL_BENCH_LARGE=1: the small and the SmolLM2-135M shapes),
 #      f32;
@@ -63,6 +64,28 @@ step() {
   ((rc == 0)) || FAILED+=("$name (rc=$rc$( ((rc == 124)) && echo ', timed out'))")
 }
 
+# `sft-eval train` on the model organism, 30 f32 steps on the CPU and on GPU 0 from the same seed;
+# every step's loss within 1e-4 relative (issue 18's target for the command line)
+train_cli() {
+  local dev
+  for dev in cpu cuda; do
+    rm -rf "/tmp/sft-eval-train-$dev"
+    "$BIN/sft-eval" train models/organism --data models/organism/data/convert.jsonl \
+      --max-steps 30 --seed 1 -o "/tmp/sft-eval-train-$dev" --device "$dev" || return 1
+  done
+  python3 - <<'PY'
+import json
+def losses(dev):
+    return [json.loads(l)["loss"] for l in open(f"/tmp/sft-eval-train-{dev}/log.jsonl") if '"loss"' in l]
+cpu, cuda = losses("cpu"), losses("cuda")
+assert len(cpu) == len(cuda) == 30, (len(cpu), len(cuda))
+worst = max(abs(a - b) / abs(a) for a, b in zip(cpu, cuda))
+print(f"30 steps: loss {cpu[0]:.6f} -> {cpu[-1]:.6f} on cpu, {cuda[0]:.6f} -> {cuda[-1]:.6f} on cuda; worst relative difference {worst:.2e}")
+assert worst <= 1e-4, worst
+PY
+}
+export -f train_cli
+
 # the whole check runs in main, piped through tee, so that the log is complete when this returns
 main() {
 
@@ -73,7 +96,7 @@ main() {
   # the executables: xz-compressed by prepare_device_check.sh to fit the carry limit (or plain)
   export BIN=/tmp/sft-eval-device-bin
   mkdir -p "$BIN"
-  for exe in integration bench-main; do
+  for exe in integration bench-main sft-eval; do
     if [ -f "$CARRY/$exe" ]; then
       cp "$CARRY/$exe" "$BIN/$exe"
     elif [ -f "$CARRY/$exe.xz" ]; then
@@ -105,6 +128,14 @@ main() {
     if ((CUDA_FUSED)); then
       step "parity with SFT_EVAL_CUDA_FUSED=1" 120 \
         env SFT_EVAL_CUDA_FUSED=1 "$BIN/integration" cuda:: --test-threads=1 --nocapture
+    fi
+  fi
+
+  # 1c. the command line itself: `sft-eval train --device cuda` against the CPU's losses
+  if ((PARITY)); then
+    step "sft-eval train on cuda vs cpu, 30 f32 steps" 90 train_cli
+    if ((CUDA_FUSED)); then
+      step "sft-eval train on cuda vs cpu, SFT_EVAL_CUDA_FUSED=1" 90 env SFT_EVAL_CUDA_FUSED=1 bash -c train_cli
     fi
   fi
 

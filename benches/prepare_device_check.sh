@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Run HERE (the GPU-less build machine) before benches/device_check.sh runs on a lent GPU machine:
-#   1. builds the `cuda` feature's test and bench executables (recipe: ../shared/gpu/README.md;
+#   1. builds the `cuda` feature's test, bench and sft-eval executables (recipe: ../shared/gpu/README.md;
 #      the CUDA 13.0 toolchain comes from PyPI through ../shared/gpu/setup_cuda_toolchain.sh if
 #      ~/.cache/cuda-toolchain has none) in a target folder of their own, ../target-cuda unless
 #      CARGO_TARGET_DIR says otherwise, so the CPU build in target/ is left alone;
@@ -51,14 +51,17 @@ tests=$(nice -n 19 cargo test --release --features cuda --no-run --message-forma
 t1=$SECONDS
 bench=$(nice -n 19 cargo bench --bench main --features cuda --no-run --message-format=json | executable bench main)
 t2=$SECONDS
+cli=$(nice -n 19 cargo build --release --features cuda --bin sft-eval --message-format=json | executable bin sft-eval)
+t3=$SECONDS
 [ -x "$tests" ] || { echo "no integration test executable found" >&2; exit 1; }
 [ -x "$bench" ] || { echo "no bench executable found" >&2; exit 1; }
-echo "built in $((t1 - t0))s (tests) + $((t2 - t1))s (bench): $tests, $bench"
+[ -x "$cli" ] || { echo "no sft-eval executable found" >&2; exit 1; }
+echo "built in $((t1 - t0))s (tests) + $((t2 - t1))s (bench) + $((t3 - t2))s (sft-eval): $tests, $bench, $cli"
 
 mkdir -p "$CARRY"
-rm -f "$CARRY"/integration* "$CARRY"/bench-main* "$CARRY"/device_env.sh "$CARRY"/BUILD_INFO
+rm -f "$CARRY"/integration* "$CARRY"/bench-main* "$CARRY"/sft-eval* "$CARRY"/device_env.sh "$CARRY"/BUILD_INFO
 cp "$GPU_DIR/device_env.sh" "$CARRY/device_env.sh"
-for pair in "integration:$tests" "bench-main:$bench"; do
+for pair in "integration:$tests" "bench-main:$bench" "sft-eval:$cli"; do
   name=${pair%%:*} exe=${pair#*:}
   # symbols stay (panic backtraces keep their names); the line tables go
   strip --strip-debug -o "$CARRY/$name" "$exe"
