@@ -246,16 +246,16 @@ fn values(shape: &[usize], seed: f64, scale: f64) -> Tensor {
         .unwrap()
 }
 
-/// `f`'s output and its gradients to each input for the loss `Σ r·y` (in f32), all as CPU f32.
+/// `f`'s output and its gradients to each input for the loss `Σ r·y` (in f32), all as CPU f32;
+/// `r` is the same fixed weighting of the output's shape on every call.
 fn value_and_grads(
     f: &dyn Fn(&[Tensor]) -> Result<Tensor>,
     ins: &[Tensor],
-    r: &Tensor,
 ) -> (Tensor, Vec<Tensor>) {
     let vars: Vec<Var> = ins.iter().map(|t| Var::from_tensor(t).unwrap()).collect();
     let ts: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
     let y = f(&ts).unwrap();
-    let r = r.to_device(y.device()).unwrap();
+    let r = values(y.dims(), 0.3, 1.0).to_device(y.device()).unwrap();
     let loss = (y.to_dtype(DType::F32).unwrap() * r)
         .unwrap()
         .sum_all()
@@ -281,15 +281,14 @@ fn check_cuda_kernel(
     composed: &dyn Fn(&[Tensor]) -> Result<Tensor>,
 ) {
     let dev = gpu();
-    let r = values(ins[0].dims(), 0.3, 1.0);
-    let (y_cpu, g_cpu) = value_and_grads(kernel, ins, &r);
+    let (y_cpu, g_cpu) = value_and_grads(kernel, ins);
     for (dtype, tol) in [(DType::F32, 1e-5f32), (DType::BF16, 2e-2)] {
         let on_gpu: Vec<Tensor> = ins
             .iter()
             .map(|t| t.to_dtype(dtype).unwrap().to_device(&dev).unwrap())
             .collect();
-        let (y, g) = value_and_grads(kernel, &on_gpu, &r);
-        let (y_comp, g_comp) = value_and_grads(composed, &on_gpu, &r);
+        let (y, g) = value_and_grads(kernel, &on_gpu);
+        let (y_comp, g_comp) = value_and_grads(composed, &on_gpu);
         let pairs = [
             ("CPU f32 kernel", &y_cpu, &g_cpu),
             ("CUDA composition", &y_comp, &g_comp),

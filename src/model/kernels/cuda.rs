@@ -60,7 +60,7 @@ pub(crate) fn per_row(name: &str, rows: usize, d: usize) -> Result<LaunchConfig>
     let threads = d.div_ceil(32).clamp(1, 32) as u32 * 32;
     Ok(LaunchConfig {
         grid_dim: (rows as u32, 1, 1),
-        block_dim: (threads.min(1024), 1, 1),
+        block_dim: (threads, 1, 1),
         shared_mem_bytes: 0,
     })
 }

@@ -192,9 +192,10 @@ pub fn enabled(t: &Tensor) -> bool {
     taken(switched_on() && t.device().is_cpu() && t.dtype() == DType::F32)
 }
 
-/// Whether the model should take a fused kernel written for CUDA (RMSNorm, RoPE, SwiGLU; the head + cross-entropy by blocks) for
-/// `t`: a `cuda` build, `t` on a CUDA device in f32 or bf16, fused kernels not switched off, and
-/// `SFT_EVAL_CUDA_FUSED=1` (off by default until they have been checked on a GPU).
+/// Whether the model should take a fused path written for CUDA (RMSNorm, RoPE, SwiGLU; the
+/// output head with the cross-entropy by blocks) for `t`: a `cuda` build, `t` on a CUDA device in
+/// f32 or bf16, fused kernels not switched off, and `SFT_EVAL_CUDA_FUSED=1` (off by default until
+/// they have been checked on a GPU).
 pub fn cuda_enabled(t: &Tensor) -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
     let opted_in = || {
